@@ -1,0 +1,753 @@
+"""The coding (annotation) file: read, normalise, validate and write it.
+
+One row per expression, columns as in the real MMHE sheet (`CODING_COLUMNS`). Every quirk
+of the real file (data-format.md) is survived: four-part frame names, apex == offset,
+counter wrap, emotion words of the sheet, AU lists with any comma, Chinese coding dates,
+a missing Macro/Micro column. Cell-level problems become `AnnotationIssue`s; no source
+row is ever dropped silently: each is in `CodingFile.table` or has an ``error`` issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from mmhe.annotations.parsing import (
+    CellError,
+    format_aus,
+    format_coding_date,
+    is_blank,
+    parse_aus,
+    parse_clip_filename,
+    parse_coding_date,
+    parse_frame_cell,
+    parse_int,
+    parse_kind,
+    parse_seconds,
+    subject_key,
+)
+from mmhe.annotations.pseudonyms import PseudonymMap
+from mmhe.errors import AnnotationError
+from mmhe.io.frame_names import counter_difference
+from mmhe.labels import (
+    ACTION_UNITS,
+    au_prototypes,
+    compound_of,
+    normalize_emotion,
+    stimulus_categories,
+)
+
+CODING_COLUMNS: list[str] = [
+    "Subject",
+    "Filename",
+    "Marker",
+    "OnsetTime",
+    "ApexTime",
+    "OffsetTime",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+    "Macro/Micro",
+    "Date",
+    "dif",
+]
+"""Columns of the real coding sheet, in order. ``Macro/Micro`` is missing in some versions."""
+
+OPTIONAL_COLUMNS = frozenset({"Macro/Micro"})
+REQUIRED_COLUMNS = [c for c in CODING_COLUMNS if c not in OPTIONAL_COLUMNS]
+CAMERA_FPS = 150.0
+FRAME_TOLERANCE = 2
+"""Times and frame names must agree within this many frames at `CAMERA_FPS`."""
+
+_ALIASES = {
+    "subject": "Subject",
+    "filename": "Filename",
+    "marker": "Marker",
+    "onsettime": "OnsetTime",
+    "apextime": "ApexTime",
+    "offsettime": "OffsetTime",
+    "onsetframe": "OnsetFrame",
+    "apexframe": "ApexFrame",
+    "offsetframe": "OffsetFrame",
+    "actionunits": "Action Units",
+    "aus": "Action Units",
+    "estimatedemotion": "Estimated Emotion",
+    "emotion": "Estimated Emotion",
+    "macro/micro": "Macro/Micro",
+    "micro/macro": "Macro/Micro",
+    "macromicro": "Macro/Micro",
+    "date": "Date",
+    "dif": "dif",
+    "diff": "dif",
+}
+_EVENTS = ("onset", "apex", "offset")
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class MeRule:
+    """The duration rule that tells micro- from macro-expressions.
+
+    An expression is an ME when its total duration (offset - onset) is at most
+    `max_total_s`, or its onset-to-apex duration is at most `max_onset_apex_s`
+    (the CASME II / MMHE convention: 500 ms total or 250 ms onset to apex).
+    Used when the Macro/Micro column is missing, and to check it when present.
+    """
+
+    max_total_s: float = 0.5
+    max_onset_apex_s: float = 0.25
+
+    def kind(self, total_s: float, onset_apex_s: float) -> str:
+        eps = 1e-9
+        if total_s <= self.max_total_s + eps or onset_apex_s <= self.max_onset_apex_s + eps:
+            return "ME"
+        return "MaE"
+
+
+@dataclass(frozen=True)
+class AnnotationIssue:
+    """One problem found in a coding file.
+
+    row : 1-based data row (the sheet's row number minus the header), None for the file.
+    severity : ``error`` (row unusable, kept out of the table) or ``warning`` (row kept).
+    """
+
+    row: int | None
+    column: str | None
+    severity: Severity
+    code: str
+    message: str
+
+
+@dataclass
+class CodingFile:
+    """A parsed coding file: `table` (one row per usable expression) and `issues`."""
+
+    path: Path
+    table: pd.DataFrame
+    issues: list[AnnotationIssue]
+    rows_read: int
+    has_kind_column: bool
+    pseudonyms: PseudonymMap = field(repr=False, default_factory=PseudonymMap)
+
+    @property
+    def errors(self) -> list[AnnotationIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[AnnotationIssue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def issues_frame(self) -> pd.DataFrame:
+        """The issues as a DataFrame (columns row, column, severity, code, message)."""
+        columns = ["row", "column", "severity", "code", "message"]
+        frame = pd.DataFrame([asdict(i) for i in self.issues], columns=columns)
+        frame["row"] = frame["row"].astype("Int64")
+        return frame
+
+    def summary(self, examples: int = 5) -> dict[str, Any]:
+        """Rows read, kept and rejected; issues by code with example rows; emotion x kind."""
+        rejected = {i.row for i in self.errors if i.row is not None}
+        by_code: dict[str, dict[str, Any]] = {}
+        for issue in self.issues:
+            entry = by_code.setdefault(
+                issue.code, {"severity": issue.severity, "count": 0, "rows": [], "example": ""}
+            )
+            entry["count"] += 1
+            if issue.row is not None and len(entry["rows"]) < examples:
+                entry["rows"].append(issue.row)
+            if not entry["example"]:
+                entry["example"] = issue.message
+        counts = (
+            self.table.groupby(["emotion", "kind"]).size().unstack(fill_value=0)
+            if len(self.table)
+            else pd.DataFrame()
+        )
+        expressions = {
+            str(emotion): {str(k): int(v) for k, v in row.items()}
+            for emotion, row in counts.iterrows()
+        }
+        return {
+            "file": str(self.path),
+            "rows_read": self.rows_read,
+            "rows_kept": len(self.table),
+            "rows_rejected": len(rejected),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "kind_column": self.has_kind_column,
+            "issues_by_code": dict(sorted(by_code.items())),
+            "expressions": expressions,
+        }
+
+    def deidentified(self) -> pd.DataFrame:
+        """`table` without participant names: `subject` dropped, names in `file` replaced."""
+        table = self.table.drop(columns=["subject"])
+        table["file"] = [
+            _replace_subject(f, sid)
+            for f, sid in zip(table["file"], table["subject_id"], strict=True)
+        ]
+        return table
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
+    if not path.is_file():
+        raise AnnotationError(path, "file not found", "give the path of the coding .xlsx or .csv")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".xlsx", ".xlsm"}:
+            frame = pd.read_excel(path, sheet_name=sheet, dtype=object, engine="openpyxl")
+        elif suffix == ".csv":
+            try:
+                frame = pd.read_csv(path, dtype=object, encoding="utf-8-sig", keep_default_na=False)
+            except UnicodeDecodeError:
+                frame = pd.read_csv(path, dtype=object, encoding="gb18030", keep_default_na=False)
+        else:
+            raise AnnotationError(path, f"unsupported extension {suffix!r}", "use .xlsx or .csv")
+    except AnnotationError:
+        raise
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile, pd.errors.ParserError) as exc:
+        raise AnnotationError(
+            path, f"cannot be read as a coding sheet: {exc}", "check the file is not corrupt"
+        ) from exc
+    if frame.shape[1] == 0:
+        raise AnnotationError(path, "the sheet is empty", "the first row must hold column names")
+    return frame
+
+
+def _canonical_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    rename: dict[Any, str] = {}
+    for column in frame.columns:
+        key = "".join(str(column).split()).casefold()
+        if key in _ALIASES and _ALIASES[key] not in rename.values():
+            rename[column] = _ALIASES[key]
+    frame = frame.rename(columns=rename)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise AnnotationError(
+            path,
+            f"missing required column(s) {missing}",
+            f"a coding file has the columns {CODING_COLUMNS}",
+        )
+    return frame
+
+
+def _stimulus_table(stimuli: str | Path | Mapping[int, str] | None) -> dict[int, str]:
+    if isinstance(stimuli, Mapping):
+        return {int(k): str(v) for k, v in stimuli.items()}
+    return stimulus_categories(stimuli)
+
+
+def _cell_key(value: object) -> str:
+    if is_blank(value):
+        return ""
+    if isinstance(value, float) and value == int(value):
+        return str(int(value))
+    return " ".join(str(value).split())
+
+
+class _RowChecker:
+    """Parses one row into a record, collecting its issues."""
+
+    def __init__(self, row: int, cells: Mapping[str, object]) -> None:
+        self.row = row
+        self.cells = cells
+        self.issues: list[AnnotationIssue] = []
+
+    def add(self, column: str | None, severity: Severity, code: str, message: str) -> None:
+        self.issues.append(AnnotationIssue(self.row, column, severity, code, message))
+
+    def cell(self, parser, column: str, *args, severity: Severity = "error"):
+        try:
+            return parser(self.cells.get(column), *args)
+        except CellError as exc:
+            self.add(column, severity, exc.code, str(exc))
+            return None
+
+    @property
+    def rejected(self) -> bool:
+        return any(i.severity == "error" for i in self.issues)
+
+
+def _parse_row(
+    checker: _RowChecker,
+    categories: Mapping[int, str],
+    me_rule: MeRule,
+    has_kind_column: bool,
+) -> dict[str, Any]:
+    c = checker
+    subject = "" if is_blank(c.cells.get("Subject")) else str(c.cells["Subject"]).strip()
+    if not subject:
+        c.add("Subject", "error", "missing_subject", "Subject is empty")
+
+    clip = c.cell(parse_clip_filename, "Filename", severity="warning")
+    marker = c.cell(parse_int, "Marker", "Marker", severity="warning" if clip else "error")
+    if marker is None and clip is not None:
+        marker = clip.marker
+        c.add("Marker", "warning", "marker_from_filename", f"Marker taken from Filename ({marker})")
+    if marker is not None and marker not in categories:
+        c.add(
+            "Marker",
+            "error",
+            "unknown_marker",
+            f"marker {marker} is not in the stimulus table (markers {min(categories)}.."
+            f"{max(categories)}); pass stimuli= with a table that lists it",
+        )
+    if clip is not None:
+        if marker is not None and clip.marker != marker:
+            c.add(
+                "Filename",
+                "warning",
+                "filename_mismatch",
+                f"Filename marker {clip.marker} differs from Marker {marker}",
+            )
+        if subject and subject_key(clip.subject) != subject_key(subject):
+            c.add(
+                "Filename",
+                "warning",
+                "filename_mismatch",
+                "the participant named in Filename differs from the Subject column",
+            )
+
+    times = {
+        e: c.cell(parse_seconds, f"{e.capitalize()}Time", f"{e.capitalize()}Time") for e in _EVENTS
+    }
+    frames = {
+        e: c.cell(
+            parse_frame_cell, f"{e.capitalize()}Frame", f"{e.capitalize()}Frame", severity="warning"
+        )
+        for e in _EVENTS
+    }
+    tod = {e: (frames[e].seconds_of_day if frames[e] else math.nan) for e in _EVENTS}
+    if tod["onset"] == tod["onset"]:  # frames crossing midnight stay monotonic
+        for e in ("apex", "offset"):
+            if tod[e] == tod[e] and tod[e] < tod["onset"] - 43200:
+                tod[e] += 86400.0
+
+    if None not in times.values() and not (times["onset"] <= times["apex"] <= times["offset"]):
+        c.add(
+            "OnsetTime",
+            "error",
+            "order",
+            f"onset {times['onset']} s, apex {times['apex']} s, offset {times['offset']} s "
+            "are not in order (onset <= apex <= offset)",
+        )
+    for e in ("apex", "offset"):
+        if (
+            times[e] is not None
+            and times["onset"] is not None
+            and not math.isnan(tod[e] - tod["onset"])
+        ):
+            gap = abs((times[e] - times["onset"]) - (tod[e] - tod["onset"]))
+            if gap > FRAME_TOLERANCE / CAMERA_FPS + 0.0015:
+                c.add(
+                    f"{e.capitalize()}Frame",
+                    "warning",
+                    "time_frame_mismatch",
+                    f"onset->{e} is {times[e] - times['onset']:.3f} s by the times but "
+                    f"{tod[e] - tod['onset']:.3f} s by the frame names",
+                )
+
+    counters = {e: (frames[e].counter if frames[e] else None) for e in _EVENTS}
+    dif = (
+        c.cell(parse_int, "dif", "dif", severity="warning")
+        if not is_blank(c.cells.get("dif"))
+        else None
+    )
+    if dif is not None:
+        if counters["onset"] is not None and counters["apex"] is not None:
+            expected = counter_difference(counters["onset"], counters["apex"]) + 1
+            tolerance = 0
+        elif not math.isnan(tod["apex"] - tod["onset"]):
+            expected = round((tod["apex"] - tod["onset"]) * CAMERA_FPS) + 1
+            tolerance = FRAME_TOLERANCE
+        else:
+            expected, tolerance = None, 0
+        if expected is not None and abs(dif - expected) > tolerance:
+            c.add(
+                "dif",
+                "warning",
+                "dif_mismatch",
+                f"dif {dif} but onset->apex spans {expected} frames (counters mod 1000, inclusive)",
+            )
+
+    aus, bad_tokens = parse_aus(c.cells.get("Action Units"))
+    for token in bad_tokens:
+        c.add("Action Units", "warning", "malformed_au", f"AU token {token!r} is not an AU code")
+    for number in aus:
+        if number not in ACTION_UNITS:
+            c.add(
+                "Action Units", "warning", "unknown_au", f"AU{number} is not in the FACS catalogue"
+            )
+    if not aus and not bad_tokens:
+        c.add("Action Units", "warning", "no_aus", "no action unit coded")
+
+    emotion_raw = (
+        ""
+        if is_blank(c.cells.get("Estimated Emotion"))
+        else str(c.cells["Estimated Emotion"]).strip()
+    )
+    emotion = normalize_emotion(emotion_raw)
+    if emotion is None:
+        c.add(
+            "Estimated Emotion",
+            "error",
+            "unknown_emotion",
+            f"emotion {emotion_raw!r} is not known (see mmhe.labels.EMOTIONS)",
+        )
+    else:
+        category = categories.get(marker) if marker is not None else None
+        if category is not None and category != emotion and category != "rest":
+            c.add(
+                "Estimated Emotion",
+                "warning",
+                "emotion_stimulus_mismatch",
+                f"emotion {emotion} coded during a {category} clip (marker {marker})",
+            )
+        typical = au_prototypes().get(emotion, frozenset())
+        if aus and typical and not set(aus) & typical:
+            c.add(
+                "Action Units",
+                "warning",
+                "implausible_aus",
+                f"{format_aus(aus)} contains none of the AUs typical of {emotion}",
+            )
+        if clip is not None and clip.emotion is not None and clip.emotion != emotion:
+            c.add(
+                "Filename",
+                "warning",
+                "filename_mismatch",
+                f"Filename says {clip.emotion_word!r} but the emotion is {emotion_raw!r}",
+            )
+
+    onset_apex = total = math.nan
+    kind = kind_source = None
+    if None not in times.values():
+        onset_apex = times["apex"] - times["onset"]
+        total = times["offset"] - times["onset"]
+        rule_kind = me_rule.kind(total, onset_apex)
+        column_kind = (
+            c.cell(parse_kind, "Macro/Micro", severity="warning") if has_kind_column else None
+        )
+        if column_kind is None:
+            kind, kind_source = rule_kind, "duration_rule"
+        else:
+            kind, kind_source = column_kind, "column"
+            if column_kind != rule_kind:
+                c.add(
+                    "Macro/Micro",
+                    "warning",
+                    "kind_rule_mismatch",
+                    f"marked {column_kind} but the duration rule says {rule_kind} "
+                    f"(total {total * 1000:.0f} ms, onset->apex {onset_apex * 1000:.0f} ms)",
+                )
+
+    coded_at = c.cell(parse_coding_date, "Date", severity="warning")
+
+    record: dict[str, Any] = {
+        "row": checker.row,
+        "subject": subject,
+        "file": "" if is_blank(c.cells.get("Filename")) else str(c.cells["Filename"]).strip(),
+        "marker": marker,
+        "clip_index": clip.clip_index if clip else None,
+        "session_date": clip.session_date if clip else None,
+        "category": categories.get(marker) if marker is not None else None,
+    }
+    for e in _EVENTS:
+        record[f"{e}_s"] = times[e] if times[e] is not None else math.nan
+    for e in _EVENTS:
+        f = frames[e]
+        record[f"{e}_frame"] = (
+            dt.time(f.hour, f.minute, min(f.second, 59), f.millisecond * 1000) if f else None
+        )
+        record[f"{e}_frame_text"] = _cell_key(c.cells.get(f"{e.capitalize()}Frame"))
+        record[f"{e}_tod_s"] = tod[e]
+        record[f"{e}_counter"] = counters[e]
+    record.update(
+        aus=aus,
+        emotion=emotion,
+        emotion_raw=emotion_raw,
+        compound=compound_of(emotion),
+        kind=kind,
+        kind_source=kind_source,
+        coded_at=coded_at,
+        dif=dif,
+        duration_s=total,
+        onset_apex_s=onset_apex,
+    )
+    return record
+
+
+TABLE_COLUMNS = [
+    "row",
+    "subject",
+    "subject_id",
+    "file",
+    "marker",
+    "clip_index",
+    "session_date",
+    "category",
+    "onset_s",
+    "apex_s",
+    "offset_s",
+    "onset_frame",
+    "apex_frame",
+    "offset_frame",
+    "onset_frame_text",
+    "apex_frame_text",
+    "offset_frame_text",
+    "onset_tod_s",
+    "apex_tod_s",
+    "offset_tod_s",
+    "onset_counter",
+    "apex_counter",
+    "offset_counter",
+    "aus",
+    "emotion",
+    "emotion_raw",
+    "compound",
+    "kind",
+    "kind_source",
+    "coded_at",
+    "dif",
+    "duration_s",
+    "onset_apex_s",
+]
+
+
+def _typed_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame.from_records(
+        records, columns=[c for c in TABLE_COLUMNS if c != "subject_id"]
+    )
+    for column in ("row", "marker"):
+        table[column] = table[column].astype("int64")
+    for column in ("clip_index", "onset_counter", "apex_counter", "offset_counter", "dif"):
+        table[column] = pd.array(table[column].tolist(), dtype="Int64")
+    for column in (
+        "onset_s",
+        "apex_s",
+        "offset_s",
+        "onset_tod_s",
+        "apex_tod_s",
+        "offset_tod_s",
+        "duration_s",
+        "onset_apex_s",
+    ):
+        table[column] = table[column].astype("float64")
+    table["coded_at"] = pd.to_datetime(table["coded_at"])
+    return table
+
+
+def read_coding_file(
+    path: str | Path,
+    *,
+    stimuli: str | Path | Mapping[int, str] | None = None,
+    me_rule: MeRule | None = None,
+    pseudonyms: PseudonymMap | str | Path | None = None,
+    sheet: str | int = 0,
+) -> CodingFile:
+    """Read a coding file (``.xlsx`` or ``.csv``) shaped like MMHE's.
+
+    stimuli : stimulus table (CSV path or {marker: category}); default the packaged one.
+    me_rule : duration rule for ME vs MaE (`MeRule`); used when Macro/Micro is missing
+        and to check it when present.
+    pseudonyms : a `PseudonymMap` or the path of its private CSV (read and extended, not
+        written: call ``coding.pseudonyms.save(path)`` to keep new ids). Default: ids by
+        sorted normalised name, stable for one dataset.
+    Raises `AnnotationError` when the file is missing, unreadable, empty or lacks a
+    required column. Cell problems never raise: see `CodingFile.issues`.
+    """
+    path = Path(path)
+    me_rule = me_rule or MeRule()
+    categories = _stimulus_table(stimuli)
+    if isinstance(pseudonyms, (str, Path)):
+        pseudonyms = PseudonymMap.load(pseudonyms)
+    pseudonyms = pseudonyms if pseudonyms is not None else PseudonymMap()
+
+    frame = _canonical_columns(path, _load_sheet(path, sheet))
+    has_kind_column = "Macro/Micro" in frame.columns
+    blank = frame.apply(lambda col: col.map(is_blank)).all(axis=1)
+    last = int(blank[~blank].index.max()) if (~blank).any() else -1
+    frame = frame.iloc[: last + 1]
+    if frame.empty:
+        raise AnnotationError(path, "the sheet has no data rows", "is this the right sheet?")
+
+    issues: list[AnnotationIssue] = []
+    if not has_kind_column:
+        issues.append(
+            AnnotationIssue(
+                None,
+                "Macro/Micro",
+                "warning",
+                "kind_column_missing",
+                f"no Macro/Micro column: ME/MaE from the duration rule {me_rule}",
+            )
+        )
+    records: list[dict[str, Any]] = []
+    first_seen: dict[tuple[str, ...], int] = {}
+    key_columns = [c for c in frame.columns if c in CODING_COLUMNS and c != "Date"]
+    for position, cells in enumerate(frame.to_dict("records"), start=1):
+        checker = _RowChecker(position, cells)
+        if blank.iloc[position - 1]:
+            checker.add(None, "error", "empty_row", "the row is empty")
+            issues.extend(checker.issues)
+            continue
+        key = tuple(_cell_key(cells.get(col)) for col in key_columns)
+        if key in first_seen:
+            checker.add(
+                None,
+                "error",
+                "duplicate_row",
+                f"same expression as row {first_seen[key]} (kept there)",
+            )
+            issues.extend(checker.issues)
+            continue
+        first_seen[key] = position
+        record = _parse_row(checker, categories, me_rule, has_kind_column)
+        issues.extend(checker.issues)
+        if not checker.rejected:
+            records.append(record)
+
+    table = _typed_table(records)
+    pseudonyms.assign(table["subject"])
+    table.insert(2, "subject_id", [pseudonyms.id_for(s) for s in table["subject"]])
+    return CodingFile(path, table, issues, len(frame), has_kind_column, pseudonyms)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _replace_subject(file_name: str, subject_id: str) -> str:
+    try:
+        clip = parse_clip_filename(file_name)
+    except CellError:
+        return ""
+    return (
+        f"{clip.emotion_word}_{clip.clip_index}_{clip.marker}_{subject_id}_"
+        f"{clip.session_date:%Y%m%d}.avi"
+    )
+
+
+def _plain(value: object) -> object:
+    """Python scalars for openpyxl: NA -> None, numpy numbers -> int/float."""
+    if is_blank(value) or value is pd.NA:
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _normalise_zip_times(path: Path) -> None:
+    """Rewrite a zip (xlsx) with fixed member timestamps so equal content gives equal bytes."""
+    with zipfile.ZipFile(path) as source:
+        members = [(info, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o600 << 16
+            target.writestr(fixed, data)
+
+
+def write_coding_sheet(rows: pd.DataFrame, path: str | Path) -> Path:
+    """Write raw coding rows (columns from `CODING_COLUMNS`, in that order) as .xlsx or .csv.
+
+    The write is atomic (temporary name, then rename) and deterministic: the same rows
+    give byte-identical files. Values are written as given (text stays text).
+    """
+    path = Path(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise AnnotationError(path, f"rows lack the column(s) {missing}", "see CODING_COLUMNS")
+    columns = [c for c in CODING_COLUMNS if c in rows.columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows[columns].to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\n")
+    elif suffix in {".xlsx", ".xlsm"}:
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        sheet.title = "Sheet1"
+        sheet.append(columns)
+        for values in rows[columns].itertuples(index=False, name=None):
+            sheet.append([_plain(v) for v in values])
+        fixed = dt.datetime(2024, 1, 1)
+        book.properties.created = book.properties.modified = fixed
+        book.properties.creator = "mmhe"
+        book.save(tmp)
+        _normalise_zip_times(tmp)
+    else:
+        raise AnnotationError(path, f"unsupported extension {suffix!r}", "use .xlsx or .csv")
+    os.replace(tmp, path)
+    return path
+
+
+def to_coding_rows(table: pd.DataFrame, *, names: bool = True) -> pd.DataFrame:
+    """Turn a parsed table back into raw coding rows (`CODING_COLUMNS`).
+
+    names=False writes pseudonyms instead of participant names (Subject and Filename).
+    The Macro/Micro column is written where the kind came from that column.
+    """
+
+    def frame_text(row: pd.Series, event: str) -> str:
+        text = row.get(f"{event}_frame_text")
+        return "" if is_blank(text) else str(text)
+
+    out = pd.DataFrame(
+        {
+            "Subject": table["subject"] if names else table["subject_id"],
+            "Filename": table["file"]
+            if names
+            else [
+                _replace_subject(f, s)
+                for f, s in zip(table["file"], table["subject_id"], strict=True)
+            ],
+            "Marker": table["marker"],
+            "OnsetTime": table["onset_s"],
+            "ApexTime": table["apex_s"],
+            "OffsetTime": table["offset_s"],
+            "OnsetFrame": [frame_text(r, "onset") for _, r in table.iterrows()],
+            "ApexFrame": [frame_text(r, "apex") for _, r in table.iterrows()],
+            "OffsetFrame": [frame_text(r, "offset") for _, r in table.iterrows()],
+            "Action Units": [format_aus(a) for a in table["aus"]],
+            "Estimated Emotion": [
+                raw or emo for raw, emo in zip(table["emotion_raw"], table["emotion"], strict=True)
+            ],
+            "Macro/Micro": [
+                ("Micro" if k == "ME" else "Macro") if s == "column" else ""
+                for k, s in zip(table["kind"], table["kind_source"], strict=True)
+            ],
+            "Date": ["" if pd.isna(t) else format_coding_date(t) for t in table["coded_at"]],
+            "dif": table["dif"],
+        }
+    )
+    if not (table["kind_source"] == "column").any():
+        out = out.drop(columns=["Macro/Micro"])
+    return out
+
+
+def write_coding_file(
+    coding: CodingFile | pd.DataFrame, path: str | Path, *, names: bool = True
+) -> Path:
+    """Write a parsed coding file (or its table) back in the real layout (round trip)."""
+    table = coding.table if isinstance(coding, CodingFile) else coding
+    return write_coding_sheet(to_coding_rows(table, names=names), path)

@@ -1,0 +1,44 @@
+"""The `mmhe` command: thin wiring of verbs to library functions (Typer + Rich).
+
+Each topic lives in its own module under `mmhe.cli` and is registered here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mmhe import __version__
+
+app = typer.Typer(
+    name="mmhe",
+    help="Read, align, featurise and benchmark the MMHE multimodal hidden-emotion dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmhe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """mmhe: raw recordings -> one timeline -> features -> leakage-free benchmarks -> reports."""
+
+
+# Topic modules register their commands on `app` when imported (one line each).
+from mmhe.cli import annotation_commands as _annotation_commands  # noqa: E402,F401
+
+
+def main() -> None:
+    """Entry point of the `mmhe` console script."""
+    from mmhe.cli._errors import run_with_clean_errors
+
+    run_with_clean_errors(app)

@@ -1,0 +1,1 @@
+"""Readers of the raw device files: one module per device, returning standard objects."""
