@@ -1,0 +1,43 @@
+"""`mmhe stats` (and, later, `mmhe report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmhe.cli import app
+
+
+def _print_frame(console: Console, frame, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+@app.command("stats")
+def stats_command(
+    source: Path = typer.Argument(..., help="A store folder or a coding file (.xlsx/.csv)."),
+    out: Path | None = typer.Option(None, "--out", help="Write CSV tables and figures here."),
+) -> None:
+    """Table 1 (AU counts) and Figure 2 (emotions, compound shares, size, ME durations)."""
+    from mmhe.reports.figures import write_stats
+    from mmhe.reports.stats import dataset_stats
+
+    stats = dataset_stats(source)
+    console = Console()
+    _print_frame(console, stats.au_counts, "Table 1: action units")
+    _print_frame(console, stats.emotion_counts, "Figure 2(a): expressions per emotion")
+    _print_frame(console, stats.compound_shares, "Figure 2(b): compound classes (%)")
+    _print_frame(console, stats.overview, "Figure 2(c): dataset")
+    _print_frame(console, stats.durations, "Figure 2(d): ME duration (ms)")
+    for note in stats.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if out is not None:
+        written = write_stats(stats, out)
+        console.print(f"{len(written)} files written to {out}")

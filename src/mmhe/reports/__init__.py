@@ -1,0 +1,1 @@
+"""Dataset statistics, figures and reports."""
