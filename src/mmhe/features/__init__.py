@@ -1,0 +1,12 @@
+"""Features of every modality, as pure functions (array in, array or table out).
+
+- `mmhe.features.eeg`: MNE preprocessing, band power and differential entropy per window,
+  baseline correction and z-scoring.
+- `mmhe.features.physio`: NeuroKit2 features of ECG, PPG, EDA, RSP, EMG and skin
+  temperature, with plausibility flags.
+- `mmhe.features.windows`: sample bounds of windows locked to expressions and trials.
+- `mmhe.features.face`, `mmhe.features.flow`: face segmentation, alignment, optical flow.
+
+Import the submodule you need (``from mmhe.features import eeg``); this package imports
+none of them, so importing one modality never pulls in the others' dependencies.
+"""
