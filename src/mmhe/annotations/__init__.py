@@ -25,3 +25,33 @@ __all__ = [
     "write_coding_file",
     "write_coding_sheet",
 ]
+
+# Inter-coder agreement and consensus (issue 5).
+from mmhe.annotations.agreement import (
+    AgreementReport,
+    agreement,
+    au_reliability,
+    cohen_kappa,
+    confusion_matrix,
+    fleiss_category_kappa,
+    fleiss_kappa,
+    interval_iou,
+    match_events,
+    write_agreement,
+)
+from mmhe.annotations.consensus import build_consensus, cluster_events
+
+__all__ += [
+    "AgreementReport",
+    "agreement",
+    "au_reliability",
+    "build_consensus",
+    "cluster_events",
+    "cohen_kappa",
+    "confusion_matrix",
+    "fleiss_category_kappa",
+    "fleiss_kappa",
+    "interval_iou",
+    "match_events",
+    "write_agreement",
+]
