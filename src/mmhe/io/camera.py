@@ -241,17 +241,22 @@ class FrameSequence:
             }
         )
 
-    def markers(self, *, max_gap_s: float = 1.0) -> pd.DataFrame:
+    def markers(self, *, max_gap_s: float | None = None) -> pd.DataFrame:
         """Runs of frames with the same non-zero trigger value (one per clip recording).
 
-        A run ends where the value changes or consecutive frames are more than
-        `max_gap_s` apart. Returns columns ``onset_s`` (time of the run's first frame, on
+        A run ends where the value changes (the recorder stops between clips and every
+        clip has its own marker), or, when `max_gap_s` is given, where consecutive frames
+        are more than `max_gap_s` apart. The default does not split on gaps, so a folder
+        holding only some frames of each clip (as `mmhe synth` writes) keeps one run per
+        clip. Returns columns ``onset_s`` (time of the run's first frame, on
         the clock of ``index.time_s``), ``code``, ``first_index``, ``last_index``
         (inclusive), ``n_frames`` and ``last_s`` (time of the run's last frame).
         """
         n = len(self)
         starts = np.ones(n, dtype=bool)
-        starts[1:] = (self._marker[1:] != self._marker[:-1]) | (np.diff(self._time) > max_gap_s)
+        starts[1:] = self._marker[1:] != self._marker[:-1]
+        if max_gap_s is not None:
+            starts[1:] |= np.diff(self._time) > max_gap_s
         first = np.flatnonzero(starts)
         last = np.append(first[1:] - 1, n - 1)
         keep = self._marker[first] != 0
