@@ -109,6 +109,15 @@ def test_markers_are_runs_of_nonzero_trigger_values(camera: dict) -> None:
     np.testing.assert_allclose(runs["last_s"], frames.times[[18, 30]])
 
 
+def test_marker_runs_split_on_gaps_only_when_asked(camera: dict) -> None:
+    frames = FrameSequence(camera["root"])
+    # marker 112 has a 2-frame gap (a dropped frame) after row 6
+    assert frames.markers()["code"].tolist() == [112, 113]
+    split = frames.markers(max_gap_s=1.5 / FPS)
+    assert split["code"].tolist() == [112, 112, 113]
+    assert split["first_index"].tolist() == [0, 7, 21]
+
+
 def test_frame_at_finds_the_nearest_frame(camera: dict) -> None:
     frames = FrameSequence(camera["root"])
     t = frames.times

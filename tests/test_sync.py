@@ -166,6 +166,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict:
         fps=FPS,
         eeg_duration_s=10.0,
         physio_duration_s=15.0,
+        camera_latency_s=0.0,  # these runs start exactly at their markers
     )
     return {"root": root, "frames": frames, "timeline": timeline, "eeg": eeg, "physio": physio}
 
@@ -278,3 +279,32 @@ def test_locate_without_camera_uses_the_eeg_marker_onset(session: dict) -> None:
     clip_only = timeline.locate(pd.DataFrame({"marker": [112], "onset_s": [0.5]}))
     assert clip_only["eeg_onset"].tolist() == [3500]
     assert clip_only["located_by"].tolist() == ["clip_time"]
+
+
+def test_polled_camera_start_is_compensated(tmp_path) -> None:
+    """Runs start U(0, 1/fps) after their trigger; the default removes the mean lag."""
+    rng = np.random.default_rng(11)
+    onsets = 10.0 + np.cumsum(rng.uniform(20.0, 40.0, 40))
+    codes = rng.choice(np.arange(101, 149), size=onsets.size, replace=False)
+    counter = 0
+    for onset, code in zip(onsets, codes, strict=True):
+        first = TIME_OF_DAY + onset + rng.uniform(0.0, 1.0 / FPS)
+        folder = tmp_path / str(code)
+        folder.mkdir()
+        for k in range(3):
+            ms_of_day = int(np.floor((first + k / FPS) * 1000.0))
+            seconds, ms = divmod(ms_of_day, 1000)
+            hh, rest = divmod(seconds, 3600)
+            mm, ss = divmod(rest, 60)
+            name = f"2023-07-18-{hh:02d}-{mm:02d}-{ss:02d}-{ms:03d}-{counter % 1000:03d}-{code}.tif"
+            (folder / name).write_bytes(b"")
+            counter += 1
+    eeg = pd.DataFrame({"onset_s": onsets, "code": codes})
+    frames = FrameSequence(tmp_path, fps=FPS)
+    compensated = build_timeline(eeg, None, frames, eeg_sfreq=EEG_SFREQ, fps=FPS)
+    naive = build_timeline(eeg, None, frames, eeg_sfreq=EEG_SFREQ, fps=FPS, camera_latency_s=0.0)
+    camera_times = TIME_OF_DAY + onsets  # when the triggers really came, camera clock
+    error_compensated = compensated.alignments["camera"].to_reference(camera_times) - onsets
+    error_naive = naive.alignments["camera"].to_reference(camera_times) - onsets
+    assert np.abs(error_compensated).max() < 1.5e-3
+    assert error_naive.mean() < -2.5e-3  # a systematic lag of about half a frame (3.3 ms)

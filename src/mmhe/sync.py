@@ -550,7 +550,9 @@ def _align_device(name: str, eeg_markers: pd.DataFrame, device_markers: pd.DataF
     try:
         return align(eeg_markers, device_markers, **kwargs)
     except AlignmentError as exc:
-        raise AlignmentError(f"{name} markers against the EEG: {exc}") from exc
+        error = AlignmentError(f"{name} markers against the EEG: {exc}")
+        error.device = name  # which device to drop to keep the rest of the session
+        raise error from exc
 
 
 def build_timeline(
@@ -565,6 +567,7 @@ def build_timeline(
     physio_duration_s: float | None = None,
     max_residual_ms: float = 5.0,
     min_matches: int = 3,
+    camera_latency_s: float | None = None,
 ) -> Timeline:
     """Put BIOPAC and camera on the EEG clock and cut the session into marker trials.
 
@@ -577,6 +580,9 @@ def build_timeline(
         ``max(max_residual_ms, 1000 / fps)`` because run onsets are frame-quantised.
     eeg_duration_s, physio_duration_s : recording lengths in s, when known: the last
         trial ends at the EEG end, and samples past a recording's end become NA.
+    camera_latency_s : expected lag of a run's first frame behind its trigger (the recorder
+        polls the trigger line, so the lag is uniform over one frame period); subtracted
+        from run onsets before alignment. Default half a frame period, ``0.5 / fps``.
     Raises `AlignmentError` naming the device when its markers cannot be aligned.
     """
     if not eeg_sfreq or eeg_sfreq <= 0:
@@ -594,12 +600,16 @@ def build_timeline(
             min_matches=min_matches,
         )
     camera_runs = None
+    if camera_latency_s is None:
+        camera_latency_s = 0.5 / fps
     if frames is not None:
         camera_runs = frames.markers()
+        # The first frame of a run is the first grab after the trigger turned on: the camera
+        # polls the line, so it lags the marker by U(0, 1/fps); align the expected trigger time.
         alignments["camera"] = _align_device(
             "camera",
             eeg_markers,
-            camera_runs,
+            camera_runs.assign(onset_s=camera_runs["onset_s"] - camera_latency_s),
             max_residual_ms=max(max_residual_ms, 1000.0 / fps),
             min_matches=min_matches,
         )
