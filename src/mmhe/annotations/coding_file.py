@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -653,12 +654,22 @@ def _plain(value: object) -> object:
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def _normalise_zip_times(path: Path) -> None:
-    """Rewrite a zip (xlsx) with fixed member timestamps so equal content gives equal bytes."""
+_MODIFIED = re.compile(rb"<dcterms:modified([^>]*)>[^<]*</dcterms:modified>")
+
+
+def normalise_xlsx(path: Path) -> None:
+    """Make an openpyxl workbook byte-reproducible: fixed zip member times, and the
+    ``dcterms:modified`` stamp (openpyxl writes the save time) pinned to 2024-01-01."""
     with zipfile.ZipFile(path) as source:
         members = [(info, source.read(info.filename)) for info in source.infolist()]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
         for info, data in members:
+            if info.filename == "docProps/core.xml":
+                data = _MODIFIED.sub(
+                    rb"<dcterms:modified\1>2024-01-01T00:00:00Z"
+                    rb"</dcterms:modified>",
+                    data,
+                )
             fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o600 << 16
@@ -694,7 +705,7 @@ def write_coding_sheet(rows: pd.DataFrame, path: str | Path) -> Path:
         book.properties.created = book.properties.modified = fixed
         book.properties.creator = "mmhe"
         book.save(tmp)
-        _normalise_zip_times(tmp)
+        normalise_xlsx(tmp)
     else:
         raise AnnotationError(path, f"unsupported extension {suffix!r}", "use .xlsx or .csv")
     os.replace(tmp, path)

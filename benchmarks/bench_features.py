@@ -1,0 +1,21 @@
+"""Feature extraction speed: runs the EEG and the face benchmarks in one go.
+
+    python benchmarks/bench_features.py
+
+EEG: band power + DE for 42 one-minute trials x 64 channels at 1000 Hz against MNE's
+psd_array_welch and a per-band Butterworth DE (bench_features_eeg.py). Faces: segment,
+detect, register, crop, flow and the 28 x 28 stack per expression at 2048 x 1088, TV-L1
+and DIS, with their flow error on a known warp (bench_features_face.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    here = Path(__file__).parent
+    for script in ("bench_features_eeg.py", "bench_features_face.py"):
+        print(f"== {script}", flush=True)
+        subprocess.run([sys.executable, str(here / script), *sys.argv[1:]], check=True)

@@ -1,0 +1,511 @@
+"""Batch drivers: features of every expression and trial of a store, cached in the store.
+
+Results go to ``STORE/<version>/features/<modality>-<hash>/`` where the hash covers the
+feature parameters, the store version and the format; a changed parameter computes a new
+folder, an unchanged one is reused. Participants run in parallel through Dask (a local
+cluster by default, ``scheduler="sync"`` in this process, or a scheduler address), each
+written atomically (temporary folder, then rename); a failure on one sample becomes a
+row of ``issues.parquet`` with its reason and never stops the batch.
+
+Per participant, ``participants/<sid>/``:
+
+- face: ``face.npy`` (expressions x 3 x S x S, float32: strain, horizontal, vertical
+  flow between onset and apex; `mmhe.features.flow.flow_image`) + ``face.parquet``;
+- eeg: ``eeg.npy`` (expressions x T x channels x 5 bands, float32 log10 band power in
+  V^2/Hz, NaN after an expression's last window) + ``eeg.parquet``, and the same for
+  whole trials (``eeg_trial.npy``);
+- physio: ``physio.parquet`` (one row per expression, NeuroKit2 features) and
+  ``physio_trial.parquet``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from mmhe.features.windows import EEG_WINDOW, PHYSIO_WINDOW, window_bounds
+
+MODALITIES = ("face", "eeg", "physio")
+FEATURE_FORMAT = 1
+
+
+class FaceFeatureConfig(BaseModel):
+    """Optical-flow image of each expression (onset -> apex), STSTNet style."""
+
+    method: Literal["tvl1", "dis", "farneback"] = "tvl1"
+    size: int = Field(28, ge=8)
+    registration: bool = True
+
+
+class EEGFeatureConfig(BaseModel):
+    """Band power per 1-s window of the filtered, re-referenced EEG (published baseline)."""
+
+    l_freq: float = 1.0
+    h_freq: float = 47.0
+    notch: float | None = 50.0
+    window_s: float = 1.0
+    exclude: tuple[str, ...] = ("M1", "M2")
+    max_windows: int = Field(8, ge=1, description="windows kept per expression")
+    trial_max_windows: int = Field(240, ge=1, description="windows kept per trial")
+    start: tuple[str, float] = EEG_WINDOW.start
+    end: tuple[str, float] = EEG_WINDOW.end
+
+
+class PhysioFeatureConfig(BaseModel):
+    """NeuroKit2 features in a window locked to the onset (autonomic responses lag)."""
+
+    start: tuple[str, float] = PHYSIO_WINDOW.start
+    end: tuple[str, float] = PHYSIO_WINDOW.end
+
+
+class FeatureConfig(BaseModel):
+    face: FaceFeatureConfig = FaceFeatureConfig()
+    eeg: EEGFeatureConfig = EEGFeatureConfig()
+    physio: PhysioFeatureConfig = PhysioFeatureConfig()
+
+    def key(self, modality: str, store_version: str) -> str:
+        payload = json.dumps(
+            {
+                "format": FEATURE_FORMAT,
+                "store": store_version,
+                "modality": modality,
+                "params": getattr(self, modality).model_dump(),
+            },
+            sort_keys=True,
+        )
+        return f"{modality}-" + hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def _issue(sid: str, expression_id: str | None, code: str, message: str) -> dict[str, Any]:
+    return {"subject_id": sid, "sample": expression_id, "code": code, "message": message}
+
+
+# ---------------------------------------------------------------- per modality
+
+
+def _face(store, sid: str, expressions: pd.DataFrame, config: FaceFeatureConfig):
+    from mmhe.features.flow import flow_image
+
+    images = np.full((len(expressions), 3, config.size, config.size), np.nan, np.float32)
+    ok = np.zeros(len(expressions), dtype=bool)
+    issues = []
+    for i, row in enumerate(expressions.itertuples(index=False)):
+        if not row.stored_frames:
+            issues.append(_issue(sid, row.expression_id, "no_frames", "no stored face frames"))
+            continue
+        try:
+            frames = store.frames(row.expression_id)
+            onset = int(row.frame_onset) - int(row.frames_first)
+            apex = int(row.frame_apex) - int(row.frames_first)
+            images[i] = flow_image(
+                frames[onset],
+                frames[apex],
+                config.size,
+                method=config.method,
+                register=config.registration,
+            )
+            ok[i] = True
+        except Exception as exc:  # one sample's failure is reported, never fatal
+            issues.append(
+                _issue(sid, row.expression_id, "face_failed", f"{type(exc).__name__}: {exc}")
+            )
+    return images, ok, issues
+
+
+def _filtered_trials(store, sid: str, config: EEGFeatureConfig):
+    """Yield (None, channel names), then (trial row, EEG channels x samples filtered)."""
+    import mne
+
+    from mmhe.features.eeg import preprocess
+
+    array = store.eeg(sid)
+    names, types = list(array.attrs["channels"]), list(array.attrs["channel_types"])
+    picks = [
+        i
+        for i, (n, t) in enumerate(zip(names, types, strict=True))
+        if t == "eeg" and n.upper() not in {e.upper() for e in config.exclude}
+    ]
+    info = mne.create_info([names[i] for i in picks], float(array.attrs["sfreq"]), "eeg")
+    yield None, info.ch_names
+    for trial in store.trials(participant=sid).itertuples(index=False):
+        data = array[int(trial.trial_index), :, : int(trial.n_eeg_samples)][picks]
+        raw = mne.io.RawArray(data.astype(np.float64), info, verbose="error")
+        clean = preprocess(raw, l_freq=config.l_freq, h_freq=config.h_freq, notch=config.notch)
+        yield trial, clean.get_data()
+
+
+def _span(bounds) -> tuple[int, int]:
+    """(start, stop) samples of a one-expression `WindowBounds`."""
+    return int(np.ravel(bounds.start)[0]), int(np.ravel(bounds.stop)[0])
+
+
+def _log_band_power(
+    segment: np.ndarray, sfreq: float, config: EEGFeatureConfig, max_windows: int
+) -> tuple[np.ndarray, int]:
+    from mmhe.features.eeg import FIVE_BANDS, band_power
+
+    out = np.full((max_windows, segment.shape[0], len(FIVE_BANDS)), np.nan, np.float32)
+    n = min(max_windows, int(segment.shape[1] // round(config.window_s * sfreq)))
+    if n:
+        power = band_power(
+            segment[:, : n * round(config.window_s * sfreq)], sfreq, window_s=config.window_s
+        )
+        out[:n] = np.log10(np.maximum(power, 1e-30))
+    return out, n
+
+
+def _eeg(store, sid: str, expressions: pd.DataFrame, config: EEGFeatureConfig):
+    sfreq = float(store.eeg(sid).attrs["sfreq"])
+    trials = store.trials(participant=sid)
+    n_channels = None
+    expr_out: np.ndarray | None = None
+    expr_windows = np.zeros(len(expressions), dtype=np.int64)
+    trial_out, trial_windows, issues = [], [], []
+    by_trial = {k: g for k, g in expressions.groupby("trial_index")} if len(expressions) else {}
+    trials_iter = _filtered_trials(store, sid, config)
+    _, channels = next(trials_iter)
+    for trial, data in trials_iter:
+        if n_channels is None:
+            n_channels = data.shape[0]
+            expr_out = np.full(
+                (len(expressions), config.max_windows, n_channels, 5), np.nan, np.float32
+            )
+        features, n = _log_band_power(data, sfreq, config, config.trial_max_windows)
+        trial_out.append(features)
+        trial_windows.append(n)
+        for index, row in by_trial.get(trial.trial_index, pd.DataFrame()).iterrows():
+            if pd.isna(row["eeg_onset"]):
+                continue
+            start_s = (int(row["eeg_onset"]) - int(trial.eeg_start)) / sfreq
+            bounds = window_bounds(
+                start_s,
+                start_s + float(row["duration_s"]),
+                apex_s=start_s + float(row["onset_apex_s"]),
+                start=config.start,
+                end=config.end,
+                sfreq=sfreq,
+                n_samples=data.shape[1],
+            )
+            position = expressions.index.get_loc(index)
+            start, stop = _span(bounds)
+            segment = data[:, start:stop]
+            expr_out[position], expr_windows[position] = _log_band_power(
+                segment, sfreq, config, config.max_windows
+            )
+            if bool(np.any(bounds.clipped)):
+                issues.append(
+                    _issue(
+                        sid,
+                        row["expression_id"],
+                        "eeg_window_clipped",
+                        "the EEG window leaves the trial; clipped",
+                    )
+                )
+    if expr_out is None:
+        expr_out = np.zeros((len(expressions), config.max_windows, 0, 5), np.float32)
+    trials_array = np.stack(trial_out) if trial_out else np.zeros((0, 0, 0, 5), np.float32)
+    return expr_out, expr_windows, trials_array, np.asarray(trial_windows), trials, issues, channels
+
+
+def _physio_segment(array, trial, start: int, stop: int, channels: list[str]) -> pd.DataFrame:
+    """Samples start..stop of one trial as a DataFrame with the canonical channel names."""
+    data = array[int(trial.trial_index), :, start:stop]
+    return pd.DataFrame(data.T.astype(np.float64), columns=channels)
+
+
+def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureConfig):
+    """Expression features in the onset-locked window; respiration from the whole trial.
+
+    Breathing is too slow for an 8-s window (NeuroKit2 needs >= 15 s and several breaths),
+    so an expression's RSP_* features are those of the trial (stimulus clip) it lies in.
+    """
+    from mmhe.features.physio import physio_features
+
+    try:
+        array = store.physio(sid)
+    except KeyError:
+        return (
+            pd.DataFrame(),
+            pd.DataFrame(),
+            [_issue(sid, None, "no_physio", "no physiology in the store")],
+        )
+    sfreq = float(array.attrs["sfreq"])
+    channels = list(array.attrs["channels"])
+    trials = store.trials(participant=sid)
+    trial_rows, issues = [], []
+    for trial in trials.itertuples(index=False):
+        if pd.isna(trial.physio_start) or not trial.n_physio_samples:
+            continue
+        segment = _physio_segment(array, trial, 0, int(trial.n_physio_samples), channels)
+        result = physio_features(segment, sfreq)
+        trial_rows.append(
+            {
+                "subject_id": sid,
+                "trial_index": int(trial.trial_index),
+                "code": int(trial.code),
+                **result.features,
+            }
+        )
+    trial_table = pd.DataFrame(trial_rows)
+    rsp_of_trial = (
+        trial_table.set_index("trial_index").filter(like="RSP_")
+        if len(trial_table)
+        else pd.DataFrame()
+    )
+    by_index = trials.set_index("trial_index")
+    rows = []
+    for row in expressions.itertuples(index=False):
+        record: dict[str, Any] = {"expression_id": row.expression_id}
+        if pd.isna(row.physio_onset) or pd.isna(row.trial_index):
+            issues.append(
+                _issue(
+                    sid,
+                    row.expression_id,
+                    "no_physio_window",
+                    "the expression has no BIOPAC samples",
+                )
+            )
+            rows.append(record)
+            continue
+        trial = by_index.loc[int(row.trial_index)]
+        onset_s = (int(row.physio_onset) - int(trial["physio_start"])) / sfreq
+        bounds = window_bounds(
+            onset_s,
+            onset_s + float(row.duration_s),
+            apex_s=onset_s + float(row.onset_apex_s),
+            start=config.start,
+            end=config.end,
+            sfreq=sfreq,
+            n_samples=int(trial["n_physio_samples"]),
+        )
+        start, stop = _span(bounds)
+        segment = pd.DataFrame(
+            array[int(row.trial_index), :, start:stop].T.astype(np.float64), columns=channels
+        )
+        result = physio_features(segment.drop(columns=["RSP"], errors="ignore"), sfreq)
+        record.update({k: v for k, v in result.features.items() if not k.startswith("RSP_")})
+        if int(row.trial_index) in rsp_of_trial.index:
+            record.update(rsp_of_trial.loc[int(row.trial_index)].to_dict())
+        issues += [
+            _issue(sid, row.expression_id, "physio_flag", flag)
+            for flag in result.flags
+            if not flag.startswith("RSP")
+        ]
+        rows.append(record)
+    return pd.DataFrame(rows), trial_table, issues
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _participant(
+    store_path: str, sid: str, modality: str, config: FeatureConfig, out_dir: str
+) -> dict[str, Any]:
+    from mmhe.store import MMHEStore
+
+    final = Path(out_dir) / "participants" / sid
+    if final.exists():
+        return json.loads((final / "summary.json").read_text())
+    started = time.perf_counter()
+    store = MMHEStore(store_path)
+    expressions = store.expressions(participant=sid, located=True)
+    keep = [
+        "expression_id",
+        "subject_id",
+        "row",
+        "kind",
+        "emotion",
+        "compound",
+        "marker",
+        "trial_index",
+    ]
+    table = expressions[keep].copy()
+    tmp = Path(out_dir) / "participants" / f".tmp-{sid}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    issues: list[dict[str, Any]] = []
+    if modality == "face":
+        images, ok, issues = _face(store, sid, expressions, config.face)
+        np.save(tmp / "face.npy", images)
+        table["ok"] = ok
+        table.to_parquet(tmp / "face.parquet", index=False)
+    elif modality == "eeg":
+        expr, n_windows, trial_array, trial_windows, trials, issues, channels = _eeg(
+            store, sid, expressions, config.eeg
+        )
+        (tmp / "eeg_channels.json").write_text(json.dumps(channels))
+        np.save(tmp / "eeg.npy", expr)
+        np.save(tmp / "eeg_trial.npy", trial_array)
+        table["n_windows"] = n_windows
+        table["ok"] = n_windows > 0
+        table.to_parquet(tmp / "eeg.parquet", index=False)
+        trials[["subject_id", "trial_index", "code", "category"]].assign(
+            n_windows=trial_windows
+        ).to_parquet(tmp / "eeg_trial.parquet", index=False)
+    elif modality == "physio":
+        features, trial_features, issues = _physio(store, sid, expressions, config.physio)
+        merged = table.merge(features, on="expression_id", how="left") if len(features) else table
+        merged.to_parquet(tmp / "physio.parquet", index=False)
+        trial_features.to_parquet(tmp / "physio_trial.parquet", index=False)
+    pd.DataFrame(issues, columns=["subject_id", "sample", "code", "message"]).to_parquet(
+        tmp / "issues.parquet", index=False
+    )
+    summary = {
+        "subject_id": sid,
+        "modality": modality,
+        "samples": len(table),
+        "issues": len(issues),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    (tmp / "summary.json").write_text(json.dumps(summary))
+    os.replace(tmp, final)
+    return summary
+
+
+def feature_dir(store, modality: str, config: FeatureConfig | None = None) -> Path:
+    """Folder of the cached features of `modality` for `config` in `store`."""
+    config = config or FeatureConfig()
+    return store.path / "features" / config.key(modality, store.path.name)
+
+
+def compute_features(
+    store_path: str | Path,
+    modalities: tuple[str, ...] | list[str] = MODALITIES,
+    *,
+    config: FeatureConfig | None = None,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Path]:
+    """Compute (or reuse) the features of every participant; returns {modality: folder}."""
+    from mmhe.parallel import run_tasks
+    from mmhe.store import MMHEStore
+
+    store = MMHEStore(store_path)
+    config = config or FeatureConfig()
+    folders, tasks = {}, []
+    for modality in modalities:
+        folder = feature_dir(store, modality, config)
+        folders[modality] = folder
+        if (folder / "complete.json").is_file():
+            continue
+        (folder / "participants").mkdir(parents=True, exist_ok=True)
+        for leftover in (folder / "participants").glob(".tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        (folder / "config.json").write_text(
+            json.dumps(
+                {
+                    "modality": modality,
+                    "store_version": store.path.name,
+                    "params": getattr(config, modality).model_dump(),
+                },
+                indent=2,
+            )
+        )
+        tasks += [
+            (_participant, str(store.path), sid, modality, config, str(folder))
+            for sid in store.participant_ids()
+        ]
+    run_tasks(tasks, scheduler, n_workers, progress)
+    for folder in folders.values():
+        if not (folder / "complete.json").is_file():
+            (folder / "complete.json").write_text(
+                json.dumps({"participants": store.participant_ids()})
+            )
+    return folders
+
+
+def load_features(
+    store_path: str | Path,
+    modality: str,
+    *,
+    trial: bool = False,
+    config: FeatureConfig | None = None,
+) -> tuple[pd.DataFrame, Any]:
+    """(table, array) of computed features, participants concatenated in order.
+
+    face: array (N, 3, S, S); eeg: (N, T, channels, 5) log10 band power, NaN-padded;
+    physio: array None (the features are the table's numeric columns). `trial=True`
+    gives the trial-level EEG/physiology features instead.
+    """
+    from mmhe.errors import InputFileError
+    from mmhe.store import MMHEStore
+
+    store = MMHEStore(store_path)
+    folder = feature_dir(store, modality, config)
+    if not (folder / "complete.json").is_file():
+        raise InputFileError(
+            folder,
+            f"no {modality} features for these parameters",
+            f"run `mmhe features {store_path} --modality {modality}`",
+        )
+    name = f"{modality}_trial" if trial else modality
+    tables, arrays = [], []
+    for sid in store.participant_ids():
+        part = folder / "participants" / sid
+        tables.append(pd.read_parquet(part / f"{name}.parquet"))
+        if (part / f"{name}.npy").is_file():
+            arrays.append(np.load(part / f"{name}.npy"))
+    table = (
+        pd.concat([t for t in tables if len(t)], ignore_index=True)
+        if any(len(t) for t in tables)
+        else pd.DataFrame()
+    )
+    array = None
+    if arrays:
+        widths = {a.shape[1:] for a in arrays if len(a)}
+        if len(widths) > 1:  # trials of different lengths: pad windows with NaN
+            longest = max(w[0] for w in widths)
+            arrays = [
+                np.pad(
+                    a,
+                    [(0, 0), (0, longest - a.shape[1])] + [(0, 0)] * (a.ndim - 2),
+                    constant_values=np.nan,
+                )
+                if len(a)
+                else a
+                for a in arrays
+            ]
+        array = (
+            np.concatenate([a for a in arrays if len(a)])
+            if any(len(a) for a in arrays)
+            else np.zeros((0,))
+        )
+    return table, array
+
+
+def eeg_feature_channels(store_path: str | Path, config: FeatureConfig | None = None) -> list[str]:
+    """Channel names along the channel axis of the EEG feature arrays."""
+    from mmhe.store import MMHEStore
+
+    store = MMHEStore(store_path)
+    folder = feature_dir(store, "eeg", config)
+    first = next((folder / "participants").glob("*/eeg_channels.json"))
+    return json.loads(first.read_text())
+
+
+def feature_issues(
+    store_path: str | Path, modality: str, config: FeatureConfig | None = None
+) -> pd.DataFrame:
+    """Every per-sample problem recorded while computing `modality`."""
+    from mmhe.store import MMHEStore
+
+    store = MMHEStore(store_path)
+    folder = feature_dir(store, modality, config)
+    parts = [pd.read_parquet(p) for p in sorted((folder / "participants").glob("*/issues.parquet"))]
+    parts = [p for p in parts if len(p)]
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["subject_id", "sample", "code", "message"])
+    )

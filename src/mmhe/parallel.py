@@ -1,0 +1,58 @@
+"""Run independent tasks through Dask: a local cluster, an existing one, or in-process.
+
+scheduler : None starts a `distributed.LocalCluster` (processes, one thread each);
+``"tcp://host:8786"`` (any address) connects to an existing scheduler; ``"sync"`` runs the
+tasks one after another in this process (debugging, tests, tiny jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Task = tuple  # (function, *arguments)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    progress: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """Run ``function(*arguments)`` for every task; results in completion order.
+
+    `progress` is called with each result as it arrives (e.g. to advance a progress bar).
+    The first task that raises stops the run and re-raises its exception here.
+    """
+    progress = progress or (lambda result: None)
+    if not tasks:
+        return []
+    if scheduler == "sync":
+        results = []
+        for function, *arguments in tasks:
+            results.append(function(*arguments))
+            progress(results[-1])
+        return results
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        futures = [
+            client.submit(function, *arguments, pure=False) for function, *arguments in tasks
+        ]
+        results = []
+        for future in as_completed(futures):
+            results.append(future.result())
+            progress(results[-1])
+        return results
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

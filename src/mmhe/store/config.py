@@ -1,0 +1,35 @@
+"""Ingest parameters and the store version they define."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+STORE_FORMAT = 1
+"""Bumped when the store layout changes; part of every version hash."""
+
+
+class IngestConfig(BaseModel):
+    """Parameters of `ingest`; a different value gives a different store version.
+
+    trial_padding_s : seconds added before and after each stimulus trial (default 0: the
+        whole clip, from its marker to the next marker).
+    frame_context : frames kept before the onset and after the offset of each expression.
+    frame_size : longest side in pixels of stored face frames (None keeps the original).
+    frame_color : ``rgb`` or ``grey``.
+    include_rest : keep the rest block (marker 100) as a trial.
+    """
+
+    trial_padding_s: float = Field(0.0, ge=0.0)
+    frame_context: int = Field(10, ge=0)
+    frame_size: int | None = Field(None, gt=8)
+    frame_color: Literal["rgb", "grey"] = "rgb"
+    include_rest: bool = True
+
+    def version(self) -> str:
+        """``v-`` + the first 10 hex digits of a hash of the parameters and store format."""
+        payload = json.dumps({"format": STORE_FORMAT, **self.model_dump()}, sort_keys=True)
+        return "v-" + hashlib.sha256(payload.encode()).hexdigest()[:10]

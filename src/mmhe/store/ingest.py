@@ -1,0 +1,302 @@
+"""`ingest`: a raw MMHE tree -> an analysis-ready, pseudonymised, versioned store.
+
+Store layout::
+
+    STORE/
+      latest.json                  {"version": "v-..."}: the version written last
+      v-<hash of parameters>/      one folder per parameter set, never mixed
+        manifest.json              mmhe version, parameters, inputs (sizes, hashes), counts, time
+        participants.parquet       one row per participant (pseudonyms only)
+        issues.parquet             coding-file and store-level problems
+        participants/sub-001/      written atomically (temporary name, then rename)
+          trials|expressions|events|alignment|issues|action_units.parquet, arrays.zarr
+
+Participants run in parallel through Dask: a local cluster by default, or an existing
+scheduler (``scheduler="tcp://host:8786"``); ``scheduler="sync"`` runs in this process.
+A participant folder that exists is complete (it was renamed into place at the end), so a
+re-run skips it and finishes the rest; leftovers of a killed run are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmhe import __version__
+from mmhe.annotations import PseudonymMap, read_coding_file
+from mmhe.annotations.parsing import subject_key
+from mmhe.parallel import run_tasks
+from mmhe.store.config import IngestConfig
+from mmhe.store.layout import Discovery, Layout, ParticipantFiles, discover
+from mmhe.store.participant import (
+    file_digest,
+    folder_digest,
+    inspect_participant,
+    write_participant,
+)
+from mmhe.store.redact import Redactor
+
+
+def _relative(path: Path | str, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _ingest_one(
+    files: ParticipantFiles,
+    subject_id: str,
+    rows: pd.DataFrame,
+    config: IngestConfig,
+    version_dir: Path,
+    root: Path,
+    redact: Redactor,
+) -> dict[str, Any]:
+    """Inspect and write one participant; runs on a Dask worker. Returns its summary."""
+    final = version_dir / "participants" / subject_id
+    if final.exists():
+        return json.loads((final / "summary.json").read_text())
+    started = time.perf_counter()
+    found = inspect_participant(files, subject_id, rows, config)
+    found.findings = [
+        replace(f, message=redact(f.message), file=redact(_relative(f.file, root)))
+        for f in found.findings
+    ]
+    if found.expressions is not None and "locate_problem" in found.expressions:
+        found.expressions["locate_problem"] = found.expressions["locate_problem"].map(
+            lambda t: t if pd.isna(t) else redact(t)
+        )
+    tmp = version_dir / "participants" / f".tmp-{subject_id}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts = write_participant(found, tmp, config)
+    inputs = [
+        {"path": redact(_relative(p, root)), "bytes": p.stat().st_size, "blake2b": file_digest(p)}
+        for p in files.inputs()
+    ]
+    if files.camera is not None:
+        size, digest = folder_digest(files.camera)
+        inputs.append(
+            {
+                "path": redact(_relative(files.camera, root)),
+                "bytes": size,
+                "listing_blake2b": digest,
+            }
+        )
+    summary = {
+        "subject_id": subject_id,
+        "status": "error" if found.has_errors else "ok",
+        "modalities": [
+            m
+            for m, ok in (
+                ("eeg", found.raw is not None),
+                ("physio", found.physio is not None),
+                ("camera", found.frames is not None),
+            )
+            if ok
+        ],
+        "eeg_sfreq": float(found.raw.info["sfreq"]) if found.raw is not None else None,
+        "physio_sfreq": float(found.physio.sfreq) if found.physio is not None else None,
+        "inputs": inputs,
+        "counts": counts,
+        "seconds": round(time.perf_counter() - started, 3),
+        "errors": sum(f.severity == "error" for f in found.findings),
+        "warnings": sum(f.severity == "warning" for f in found.findings),
+    }
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, final)
+    return summary
+
+
+def ingest(
+    raw: str | Path,
+    out: str | Path,
+    *,
+    config: IngestConfig | None = None,
+    layout: Layout | str | Path | None = None,
+    pseudonyms: str | Path | None = None,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Ingest the raw tree `raw` into the store `out`; returns the version folder.
+
+    pseudonyms : private name -> pseudonym CSV, read and extended (default: beside the store,
+        ``<out>.pseudonyms.csv``, never inside it).
+    Participants with problems are still written with what could be read; every problem is
+    in the `issues` tables and no coding-file expression disappears: expressions in the
+    coding file = stored + reported as not located.
+    """
+    raw, out = Path(raw), Path(out)
+    config = config or IngestConfig()
+    started = time.perf_counter()
+    found: Discovery = discover(raw, layout)
+    mapping_path = Path(pseudonyms) if pseudonyms else out.with_name(out.name + ".pseudonyms.csv")
+    names = PseudonymMap.load(mapping_path)
+    coding = read_coding_file(found.coding_file, pseudonyms=names) if found.coding_file else None
+    names.assign(found.participants)
+    names.save(mapping_path)
+    sid_of = {key: names.id_for(key) for key in found.participants}
+    spoken = {key: names.id_for(key) for key in found.participants}
+    for files in found.participants.values():
+        spoken[files.folder.name] = sid_of[files.key]
+    if coding is not None:
+        spoken.update({s: names.id_for(s) for s in coding.table["subject"]})
+    redact = Redactor(spoken)
+
+    version_dir = out / config.version()
+    (version_dir / "participants").mkdir(parents=True, exist_ok=True)
+    for leftover in (version_dir / "participants").glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    table = (
+        coding.deidentified()
+        if coding is not None
+        else pd.DataFrame(columns=["subject_id", "row", "marker"])
+    )
+    tasks = []
+    for key, files in sorted(found.participants.items(), key=lambda kv: sid_of[kv[0]]):
+        rows = table[table["subject_id"] == sid_of[key]].reset_index(drop=True)
+        tasks.append((_ingest_one, files, sid_of[key], rows, config, version_dir, raw, redact))
+    summaries = run_tasks(tasks, scheduler, n_workers, progress)
+    summaries.sort(key=lambda s: s["subject_id"])
+
+    store_issues = _store_issues(found, coding, sid_of, redact)
+    store_issues.to_parquet(version_dir / "issues.parquet", index=False)
+    _participants_table(found, summaries, sid_of, redact).to_parquet(
+        version_dir / "participants.parquet", index=False
+    )
+    manifest = {
+        "mmhe_version": __version__,
+        "store_format": 1,
+        "version": version_dir.name,
+        "parameters": config.model_dump(),
+        "coding_file": None
+        if found.coding_file is None
+        else {
+            "path": _relative(found.coding_file, raw),
+            "bytes": found.coding_file.stat().st_size,
+            "blake2b": file_digest(found.coding_file),
+        },
+        "participants": {
+            s["subject_id"]: {
+                k: s[k] for k in ("status", "modalities", "counts", "inputs", "errors", "warnings")
+            }
+            for s in summaries
+        },
+        "counts": {
+            "participants": len(summaries),
+            "coding_rows": 0 if coding is None else coding.rows_read,
+            "coding_rows_rejected": 0 if coding is None else coding.summary()["rows_rejected"],
+            "expressions": int(sum(s["counts"].get("expressions", 0) for s in summaries)),
+            "expressions_not_located": int(
+                sum(s["counts"].get("not_located", 0) for s in summaries) + _orphans(table, sid_of)
+            ),
+            "trials": int(sum(s["counts"].get("trials", 0) for s in summaries)),
+        },
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    manifest["counts"]["expressions_stored"] = (
+        manifest["counts"]["expressions"]
+        - manifest["counts"]["expressions_not_located"]
+        + _orphans(table, sid_of)
+    )
+    (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (out / "latest.json").write_text(json.dumps({"version": version_dir.name}))
+    return version_dir
+
+
+def _orphans(table: pd.DataFrame, sid_of: dict[str, str]) -> int:
+    return int((~table["subject_id"].isin(set(sid_of.values()))).sum())
+
+
+def _store_issues(
+    found: Discovery, coding, sid_of: dict[str, str], redact: Redactor
+) -> pd.DataFrame:
+    rows = [
+        {
+            "subject_id": None,
+            "row": None,
+            "severity": "warning",
+            "code": "discovery",
+            "message": redact(p),
+            "file": "",
+        }
+        for p in found.problems
+    ]
+    if coding is not None:
+        sid_by_row = dict(zip(coding.table["row"], coding.table["subject_id"], strict=True))
+        for issue in coding.issues:
+            rows.append(
+                {
+                    "subject_id": sid_by_row.get(issue.row),
+                    "row": issue.row,
+                    "severity": issue.severity,
+                    "code": f"coding_{issue.code}",
+                    "message": redact(issue.message),
+                    "file": "coding_file",
+                }
+            )
+        orphans = coding.deidentified()
+        orphans = orphans[~orphans["subject_id"].isin(set(sid_of.values()))]
+        for row in orphans.itertuples():
+            rows.append(
+                {
+                    "subject_id": row.subject_id,
+                    "row": row.row,
+                    "severity": "error",
+                    "code": "expression_not_located",
+                    "message": "no raw folder for this participant",
+                    "file": "coding_file",
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["subject_id", "row", "severity", "code", "message", "file"])
+    frame["row"] = frame["row"].astype("Int64")
+    return frame
+
+
+def _participants_table(
+    found: Discovery, summaries: list[dict[str, Any]], sid_of: dict[str, str], redact: Redactor
+) -> pd.DataFrame:
+    demographics = pd.DataFrame(columns=["key", "sex", "age"])
+    if found.participants_table is not None:
+        sep = "\t" if found.participants_table.suffix == ".tsv" else ","
+        people = pd.read_csv(found.participants_table, sep=sep, dtype=str)
+        name_column = next(
+            (c for c in ("subject", "participant_id", "name") if c in people), people.columns[0]
+        )
+        demographics = pd.DataFrame(
+            {
+                "key": people[name_column].map(subject_key),
+                "sex": people.get("sex", pd.Series(dtype=str)),
+                "age": pd.to_numeric(people.get("age", pd.Series(dtype=str)), errors="coerce"),
+            }
+        )
+    by_key = demographics.set_index("key")
+    records = []
+    for summary in summaries:
+        key = next(k for k, s in sid_of.items() if s == summary["subject_id"])
+        records.append(
+            {
+                "subject_id": summary["subject_id"],
+                "sex": by_key["sex"].get(key) if key in by_key.index else None,
+                "age": by_key["age"].get(key) if key in by_key.index else None,
+                "status": summary["status"],
+                "modalities": ",".join(summary["modalities"]),
+                "n_trials": summary["counts"].get("trials", 0),
+                "n_expressions": summary["counts"].get("expressions", 0),
+                "n_not_located": summary["counts"].get("not_located", 0),
+                "eeg_sfreq": summary["eeg_sfreq"],
+                "physio_sfreq": summary["physio_sfreq"],
+                "errors": summary["errors"],
+                "warnings": summary["warnings"],
+            }
+        )
+    return pd.DataFrame(records)

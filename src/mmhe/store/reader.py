@@ -1,0 +1,210 @@
+"""Reading a store: tables as DataFrames, arrays lazily, MNE Epochs and a PyTorch Dataset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmhe.errors import InputFileError
+
+TABLES = ("trials", "expressions", "events", "alignment", "issues", "action_units")
+
+
+def _as_list(value: object) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int, np.integer)):
+        return [value]
+    return list(value)  # type: ignore[arg-type]
+
+
+class MMHEStore:
+    """An ingested store (one parameter version of it).
+
+    >>> store = MMHEStore("store")                                # doctest: +SKIP
+    >>> store.expressions(kind="ME", compound="negative")         # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, version: str | None = None) -> None:
+        path = Path(path)
+        if (path / "manifest.json").is_file():
+            self.path = path
+        else:
+            latest = path / "latest.json"
+            if version is None:
+                if not latest.is_file():
+                    raise InputFileError(
+                        path,
+                        "not an mmhe store (no latest.json or manifest.json)",
+                        "create one with `mmhe ingest RAW --out STORE`",
+                    )
+                version = json.loads(latest.read_text())["version"]
+            self.path = path / version
+            if not (self.path / "manifest.json").is_file():
+                raise InputFileError(
+                    self.path,
+                    "store version has no manifest.json",
+                    "the ingest did not finish; run it again",
+                )
+        self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
+
+    # ------------------------------------------------------------ tables
+
+    def participant_ids(self) -> list[str]:
+        return sorted(
+            p.name
+            for p in (self.path / "participants").iterdir()
+            if p.is_dir() and not p.name.startswith(".")
+        )
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return self._tables[name].copy()
+
+    @cached_property
+    def _tables(self) -> dict[str, pd.DataFrame]:
+        tables = {}
+        for name in TABLES:
+            parts = [
+                pd.read_parquet(self.path / "participants" / sid / f"{name}.parquet")
+                for sid in self.participant_ids()
+            ]
+            parts = [p for p in parts if len(p)]
+            tables[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if len(tables["expressions"]):
+            tables["expressions"]["aus"] = [
+                tuple(int(a) for a in x) for x in tables["expressions"]["aus"]
+            ]
+        store_issues = pd.read_parquet(self.path / "issues.parquet")
+        tables["issues"] = pd.concat([store_issues, tables["issues"]], ignore_index=True)
+        return tables
+
+    def participants(self) -> pd.DataFrame:
+        """One row per participant: pseudonym, sex, age, modalities, counts, status."""
+        return pd.read_parquet(self.path / "participants.parquet")
+
+    def trials(
+        self,
+        *,
+        participant: str | Iterable[str] | None = None,
+        marker: int | Iterable[int] | None = None,
+        category: str | Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Stimulus trials (one per marker and participant) with their sample spans."""
+        table = self._table("trials")
+        return _filter(table, subject_id=participant, code=marker, category=category)
+
+    def expressions(
+        self,
+        *,
+        participant: str | Iterable[str] | None = None,
+        kind: str | None = None,
+        emotion: str | Iterable[str] | None = None,
+        compound: str | Iterable[str] | None = None,
+        marker: int | Iterable[int] | None = None,
+        located: bool | None = None,
+    ) -> pd.DataFrame:
+        """Expressions of the coding file with their located samples and stored frames."""
+        table = self._table("expressions")
+        table = _filter(
+            table,
+            subject_id=participant,
+            kind=kind,
+            emotion=emotion,
+            compound=compound,
+            marker=marker,
+        )
+        if located is not None:
+            table = table[table["locate_problem"].isna() == located]
+        return table.reset_index(drop=True)
+
+    def events(self) -> pd.DataFrame:
+        return self._table("events")
+
+    def alignment(self) -> pd.DataFrame:
+        return self._table("alignment")
+
+    def issues(self) -> pd.DataFrame:
+        return self._table("issues")
+
+    def action_units(self) -> pd.DataFrame:
+        return self._table("action_units")
+
+    # ------------------------------------------------------------ arrays
+
+    def _group(self, subject_id: str):
+        import zarr
+
+        return zarr.open_group(
+            str(self.path / "participants" / subject_id / "arrays.zarr"), mode="r"
+        )
+
+    def eeg(self, subject_id: str):
+        """Lazy zarr array (trials x channels x samples, volts; NaN after a trial's end)."""
+        return self._group(subject_id)["eeg"]
+
+    def physio(self, subject_id: str):
+        """Lazy zarr array (trials x channels x samples) of the BIOPAC signals."""
+        return self._group(subject_id)["physio"]
+
+    def frames(self, expression_id: str) -> np.ndarray:
+        """Stored face frames of one expression: (frames, H, W, C) uint8."""
+        subject_id = expression_id.rsplit("-r", 1)[0]
+        return self._group(subject_id)["frames"][expression_id][...]
+
+    def eeg_trial(self, subject_id: str, trial_index: int) -> np.ndarray:
+        """One trial's EEG, channels x samples (padding removed)."""
+        trial = self.trials(participant=subject_id).set_index("trial_index").loc[trial_index]
+        return self.eeg(subject_id)[trial_index, :, : int(trial["n_eeg_samples"])]
+
+    def physio_trial(self, subject_id: str, trial_index: int) -> np.ndarray:
+        """One trial's physiology, channels x samples (padding removed)."""
+        trial = self.trials(participant=subject_id).set_index("trial_index").loc[trial_index]
+        return self.physio(subject_id)[trial_index, :, : int(trial["n_physio_samples"])]
+
+    def to_epochs(self, subject_id: str, *, picks: str | Sequence[str] = "all"):
+        """MNE `EpochsArray` of a participant's trials, cropped to the shortest trial.
+
+        Events carry the stimulus markers (event_id ``{"101": 101, ...}``); tmin = 0.
+        """
+        import mne
+
+        array = self.eeg(subject_id)
+        trials = self.trials(participant=subject_id).sort_values("trial_index")
+        n = int(trials["n_eeg_samples"].min())
+        data = np.asarray(array[:, :, :n], dtype="float64")
+        info = mne.create_info(
+            list(array.attrs["channels"]),
+            float(array.attrs["sfreq"]),
+            list(array.attrs["channel_types"]),
+        )
+        codes = trials["code"].astype(int).to_numpy()
+        events = np.column_stack([np.arange(len(codes)) * n, np.zeros_like(codes), codes])
+        epochs = mne.EpochsArray(
+            data,
+            info,
+            events=events,
+            tmin=0.0,
+            event_id={str(c): int(c) for c in sorted(set(codes))},
+            verbose="error",
+        )
+        return epochs if picks == "all" else epochs.pick(picks)
+
+    def torch_dataset(self, **kwargs: Any):
+        """A PyTorch Dataset of expressions (see `mmhe.store.torch_view.ExpressionDataset`)."""
+        from mmhe.store.torch_view import ExpressionDataset
+
+        return ExpressionDataset(self, **kwargs)
+
+
+def _filter(table: pd.DataFrame, **conditions: Any) -> pd.DataFrame:
+    for column, wanted in conditions.items():
+        values = _as_list(wanted)
+        if values is not None and column in table:
+            table = table[table[column].isin(values)]
+    return table

@@ -1,0 +1,27 @@
+"""Replace participant names by pseudonyms in every text that goes into a store."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+
+class Redactor:
+    """Case-insensitive replacement of every known name (longest first) by its pseudonym.
+
+    >>> Redactor({"liyan": "sub-001"})("/raw/LiYan20230802/EEG failed")
+    '/raw/sub-00120230802/EEG failed'
+    """
+
+    def __init__(self, names_to_ids: Mapping[str, str]) -> None:
+        self._ids = {name.casefold(): sid for name, sid in names_to_ids.items() if name.strip()}
+        names = sorted(self._ids, key=len, reverse=True)
+        self._pattern = (
+            re.compile("|".join(re.escape(n) for n in names), re.IGNORECASE) if names else None
+        )
+
+    def __call__(self, text: object) -> str:
+        text = str(text)
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self._ids[m.group(0).casefold()], text)
