@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -751,3 +752,37 @@ def test_cli_writes_outputs_and_prints_tables(two_coders, tmp_path):
     ids = pd.read_csv(tmp_path / "mapped" / "participants.csv")["subject_id"].tolist()
     assert ids == ["sub-002", "sub-003"]  # liyan, wangxiaomin after the known zhangsan
     assert len(PseudonymMap.load(mapping)) == 3  # the new ids are kept in the private map
+
+
+def test_consensus_workbook_is_byte_reproducible(tmp_path):
+    from mmhe.annotations.agreement import agreement
+
+    rows = pd.DataFrame(
+        [
+            (
+                "liyan",
+                "sad_1_101_liyan_20230802.avi",
+                101,
+                1.0,
+                1.1,
+                1.3,
+                "10-00-01-000-100",
+                "10-00-01-100-115",
+                "10-00-01-300-145",
+                "AU1, AU4",
+                "sad",
+                "Micro",
+                "2024年05月15日-19时54分",
+                16,
+            )
+        ],
+        columns=CODING_COLUMNS,
+    )
+    paths = [write_coding_sheet(rows, tmp_path / f"coder{i}.xlsx") for i in (1, 2)]
+    report = agreement(paths)
+    report.write(tmp_path / "a")
+    time.sleep(1.1)  # a later second must not change the bytes
+    report.write(tmp_path / "b")
+    assert (tmp_path / "a" / "consensus.xlsx").read_bytes() == (
+        tmp_path / "b" / "consensus.xlsx"
+    ).read_bytes()

@@ -24,6 +24,7 @@ of the detection figures.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import math
@@ -44,8 +45,9 @@ from mmhe.annotations.coding_file import (
     CODING_COLUMNS,
     CodingFile,
     MeRule,
-    _canonical_columns,
-    _load_sheet,
+    canonical_columns,
+    load_sheet,
+    normalise_xlsx,
     read_coding_file,
     to_coding_rows,
 )
@@ -324,7 +326,7 @@ def _rejected_rows(coder: str, coding: CodingFile, pseudonyms: PseudonymMap) -> 
             by_row.setdefault(issue.row, []).append(issue)
     if not by_row:
         return pd.DataFrame(columns=[*columns, "codes", "message"])
-    sheet = _canonical_columns(coding.path, _load_sheet(coding.path, 0))
+    sheet = canonical_columns(coding.path, load_sheet(coding.path, 0))
     records = []
     for row, issues in sorted(by_row.items()):
         cells = sheet.iloc[row - 1] if row - 1 < len(sheet) else pd.Series(dtype=object)
@@ -1368,8 +1370,10 @@ def _write_consensus_xlsx(
         for values in frame.itertuples(index=False, name=None):
             sheet.append([_plain(v) for v in values])
     book.properties.creator = "mmhe"
+    book.properties.created = book.properties.modified = dt.datetime(2024, 1, 1)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     book.save(tmp)
+    normalise_xlsx(tmp)  # equal content gives equal bytes
     os.replace(tmp, path)
 
 

@@ -204,7 +204,9 @@ class CodingFile:
 # ---------------------------------------------------------------- reading
 
 
-def _load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
+def load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
+    """The raw cells of a coding sheet (.xlsx / .csv), as objects; `AnnotationError` when
+    the file is missing, unreadable or empty."""
     if not path.is_file():
         raise AnnotationError(path, "file not found", "give the path of the coding .xlsx or .csv")
     suffix = path.suffix.lower()
@@ -229,7 +231,8 @@ def _load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
     return frame
 
 
-def _canonical_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+def canonical_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rename known spellings of the coding columns; `AnnotationError` if one is missing."""
     rename: dict[Any, str] = {}
     for column in frame.columns:
         key = "".join(str(column).split()).casefold()
@@ -578,7 +581,7 @@ def read_coding_file(
         pseudonyms = PseudonymMap.load(pseudonyms)
     pseudonyms = pseudonyms if pseudonyms is not None else PseudonymMap()
 
-    frame = _canonical_columns(path, _load_sheet(path, sheet))
+    frame = canonical_columns(path, load_sheet(path, sheet))
     has_kind_column = "Macro/Micro" in frame.columns
     blank = frame.apply(lambda col: col.map(is_blank)).all(axis=1)
     last = int(blank[~blank].index.max()) if (~blank).any() else -1

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmhe.annotations import MeRule
 from mmhe.annotations.agreement import AgreementReport, agreement
+from mmhe.cli._console import make_console
 from mmhe.cli.annotation_commands import annotations_app
 
 
@@ -193,9 +194,7 @@ def agree(
     )
     if pseudonyms is not None:  # like `check`: keep the ids of new participants
         next(iter(report.codings.values())).pseudonyms.save(pseudonyms)
-    console = Console()
-    if not console.is_terminal:  # pipes and logs: wide enough for the tables
-        console = Console(width=120)
+    console = make_console()
     print_report(report, console, names=names, max_rows=rows)
     if out is not None:
         written = report.write(out, names=names)
