@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmhe.cli import app
+from mmhe.cli._console import make_console
 
 
 def _print_frame(console: Console, frame, title: str) -> None:
@@ -30,7 +31,7 @@ def stats_command(
     from mmhe.reports.stats import dataset_stats
 
     stats = dataset_stats(source)
-    console = Console()
+    console = make_console()
     _print_frame(console, stats.au_counts, "Table 1: action units")
     _print_frame(console, stats.emotion_counts, "Figure 2(a): expressions per emotion")
     _print_frame(console, stats.compound_shares, "Figure 2(b): compound classes (%)")
@@ -41,3 +42,19 @@ def stats_command(
     if out is not None:
         written = write_stats(stats, out)
         console.print(f"{len(written)} files written to {out}")
+
+
+@app.command("report")
+def report_command(
+    run: Path = typer.Argument(..., help="A run directory written by `mmhe benchmark`."),
+    out: Path | None = typer.Option(None, "--out", help="HTML file (default RUN/report.html)."),
+    store: Path | None = typer.Option(
+        None, help="Store for the dataset statistics section (default: the run's store)."
+    ),
+) -> None:
+    """Self-contained HTML report (plus Markdown) of a benchmark run."""
+    from mmhe.reports.run_report import render_report
+
+    html, markdown = render_report(run, out, store=store)
+    console = make_console()
+    console.print(f"report: {html}\nmarkdown: {markdown}")

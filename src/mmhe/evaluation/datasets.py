@@ -1,0 +1,179 @@
+"""Samples, labels and inputs of a benchmark task, assembled from a store's features.
+
+The sample set of a task depends only on the task (and ME/MaE choice), never on the
+modalities: a sample missing one modality gets an all-NaN input row, which the training
+engine treats as missing (unimodal models answer with the training class frequencies,
+fusion models apply their missing-modality policy), so every model of a task is tested
+on exactly the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mmhe.errors import ConfigError
+from mmhe.features.batch import FeatureConfig, load_features
+from mmhe.labels import COMPOUND_CLASSES, SEVEN_EMOTIONS
+
+Task = Literal["compound", "emotion7", "kind", "trial"]
+TRIAL_CATEGORIES = (
+    "happiness",
+    "disgust",
+    "fear",
+    "anger",
+    "surprise",
+    "sadness",
+    "tension",
+    "calm",
+)
+NON_FEATURE_COLUMNS = {
+    "expression_id",
+    "subject_id",
+    "row",
+    "kind",
+    "emotion",
+    "compound",
+    "marker",
+    "trial_index",
+    "code",
+    "ok",
+    "n_windows",
+    "category",
+}
+
+
+@dataclass
+class TaskData:
+    """Inputs of one task: X[modality] (N, ...) float32, y (N,), groups, trials, ids."""
+
+    task: str
+    class_names: list[str]
+    y: np.ndarray
+    groups: np.ndarray
+    trials: np.ndarray
+    sample_ids: np.ndarray
+    X: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _label_column(task: str) -> tuple[str, tuple[str, ...]]:
+    if task == "compound":
+        return "compound", COMPOUND_CLASSES
+    if task == "emotion7":
+        return "emotion", SEVEN_EMOTIONS
+    if task == "kind":
+        return "kind", ("ME", "MaE")
+    raise ConfigError(f"unknown task {task!r}; use compound, emotion7, kind or trial")
+
+
+def _align(ids: pd.Series, table: pd.DataFrame, key: str, array: np.ndarray) -> np.ndarray:
+    """Rows of `array` in the order of `ids` (NaN rows where a sample has none)."""
+    out = np.full((len(ids), *array.shape[1:]), np.nan, np.float32)
+    position = pd.Series(np.arange(len(table)), index=table[key].to_numpy())
+    found = ids.map(position)
+    have = found.notna().to_numpy()
+    rows = found[have].astype(int).to_numpy()
+    ok = table["ok"].to_numpy()[rows] if "ok" in table else np.ones(len(rows), bool)
+    out[np.flatnonzero(have)[ok]] = array[rows[ok]]
+    return out
+
+
+def _edge_pad(sequence: np.ndarray, n_windows: np.ndarray) -> np.ndarray:
+    """Repeat each sequence's last valid window over its NaN padding: (N, T, F)."""
+    out = sequence.copy()
+    for i, n in enumerate(n_windows):
+        if 0 < n < out.shape[1]:
+            out[i, n:] = out[i, n - 1]
+    return out
+
+
+def _eeg_input(
+    store: Path, ids: pd.Series, key: str, trial: bool, config: FeatureConfig
+) -> np.ndarray:
+    table, array = load_features(store, "eeg", trial=trial, config=config)
+    if trial:
+        table = table.assign(sample=table["subject_id"] + "/" + table["trial_index"].astype(str))
+    sequence = array.reshape(*array.shape[:2], -1)  # (N, T, channels x bands)
+    sequence = _edge_pad(sequence, table["n_windows"].to_numpy())
+    table = table.assign(ok=table["n_windows"].to_numpy() > 0)
+    return _align(ids, table, key, sequence)
+
+
+def _physio_input(
+    store: Path, ids: pd.Series, key: str, trial: bool, config: FeatureConfig
+) -> np.ndarray:
+    table, _ = load_features(store, "physio", trial=trial, config=config)
+    if trial:
+        table = table.assign(sample=table["subject_id"] + "/" + table["trial_index"].astype(str))
+    columns = [
+        c
+        for c in table.columns
+        if c not in NON_FEATURE_COLUMNS
+        and c != "sample"
+        and pd.api.types.is_numeric_dtype(table[c])
+    ]
+    return _align(ids, table, key, table[columns].to_numpy(np.float32))
+
+
+def load_task(
+    store_path: str | Path,
+    task: str,
+    modalities: tuple[str, ...],
+    *,
+    samples: str = "ME",
+    config: FeatureConfig | None = None,
+) -> TaskData:
+    """Assemble a task's samples and inputs from the store's cached features."""
+    from mmhe.store import MMHEStore
+
+    config = config or FeatureConfig()
+    store = MMHEStore(store_path)
+    if task == "trial":
+        if "face" in modalities:
+            raise ConfigError("the trial task has no face input (faces are per expression)")
+        trials = store.trials()
+        trials = trials[trials["category"].isin(TRIAL_CATEGORIES)].reset_index(drop=True)
+        classes = [c for c in TRIAL_CATEGORIES if c in set(trials["category"])]
+        ids = trials["subject_id"] + "/" + trials["trial_index"].astype(str)
+        data = TaskData(
+            task,
+            classes,
+            trials["category"].map(classes.index).to_numpy(),
+            trials["subject_id"].to_numpy(dtype=str),
+            ids.to_numpy(dtype=str),
+            ids.to_numpy(dtype=str),
+        )
+        for modality in modalities:
+            loader = _eeg_input if modality == "eeg" else _physio_input
+            data.X[modality] = loader(store.path, ids, "sample", True, config)
+        return data
+    column, classes = _label_column(task)
+    expressions = store.expressions(located=True)
+    if samples != "both" and task != "kind":
+        expressions = expressions[expressions["kind"] == samples]
+    expressions = expressions[expressions[column].isin(classes)].reset_index(drop=True)
+    present = [c for c in classes if c in set(expressions[column])]
+    ids = expressions["expression_id"]
+    data = TaskData(
+        task,
+        present,
+        expressions[column].map(present.index).to_numpy(),
+        expressions["subject_id"].to_numpy(dtype=str),
+        (expressions["subject_id"] + "/" + expressions["marker"].astype(str)).to_numpy(dtype=str),
+        ids.to_numpy(dtype=str),
+    )
+    for modality in modalities:
+        if modality == "face":
+            table, array = load_features(store.path, "face", config=config)
+            data.X["face"] = _align(ids, table, "expression_id", array)
+        elif modality == "eeg":
+            data.X["eeg"] = _eeg_input(store.path, ids, "expression_id", False, config)
+        elif modality == "physio":
+            data.X["physio"] = _physio_input(store.path, ids, "expression_id", False, config)
+        else:
+            raise ConfigError(f"unknown modality {modality!r}; use face, eeg, physio")
+    return data

@@ -1,0 +1,245 @@
+"""Models: registry, shapes, parameter counts, the fused multi-fold STSTNet, fusion policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmhe.errors import ConfigError
+from mmhe.models import (
+    EEGTCN,
+    RCNA,
+    CrossModalAttentionFusion,
+    EarlyFusion,
+    EEGNet,
+    LateFusion,
+    MultiFoldSTSTNet,
+    STSTNet,
+    build_model,
+    focal_loss,
+    list_models,
+    model_spec,
+)
+
+REGISTRY = [
+    "ststnet",
+    "offapexnet",
+    "rcna",
+    "featref",
+    "eeg_tcn",
+    "eegnet",
+    "physio_mlp",
+    "svm",
+    "logreg",
+    "early_fusion",
+    "late_fusion",
+    "stacking",
+    "cross_attention",
+]
+
+
+def test_registry_names_and_unknown_name():
+    assert list_models() == REGISTRY
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("resnet")
+
+
+def test_ststnet_parameter_count_matches_paper():
+    n = sum(p.numel() for p in STSTNet(n_classes=3).parameters() if p.requires_grad)
+    # 3x3 convs 3->3,5,8 (432 + 16) + BatchNorm (32) + linear 400->3 (1,203)
+    assert n == 1683
+    assert abs(n - 1670) / 1670 < 0.03
+
+
+@pytest.mark.parametrize("name", REGISTRY)
+def test_every_registry_model_runs_on_its_documented_shape(name):
+    spec = model_spec(name)
+    rng = np.random.default_rng(0)
+    n = 6
+    if isinstance(spec.example_shape, dict):
+        arrays = {
+            m: rng.normal(size=(n, *s)).astype(np.float32) for m, s in spec.example_shape.items()
+        }
+    else:
+        arrays = rng.normal(size=(n, *spec.example_shape)).astype(np.float32)
+    shape = {m: a.shape for m, a in arrays.items()} if isinstance(arrays, dict) else arrays.shape
+    model = build_model(name, n_classes=3, **spec.shape_kwargs(shape))
+    if spec.kind == "torch":
+        model.eval()
+        if isinstance(arrays, dict):
+            inputs = {m: torch.from_numpy(a) for m, a in arrays.items()}
+            inputs["present"] = torch.ones(n, len(arrays))
+        else:
+            inputs = torch.from_numpy(arrays)
+        with torch.no_grad():
+            logits = model(inputs)
+        assert logits.shape == (n, 3)
+        assert torch.isfinite(logits).all()
+    elif spec.kind == "sklearn":
+        y = np.array([0, 1, 1, 0, 1, 0])  # class 2 absent from training
+        proba = model.fit(arrays, y).predict_proba(arrays)
+        assert proba.shape == (n, 3)
+        np.testing.assert_allclose(proba.sum(1), 1.0)
+        assert (proba[:, 2] == 0).all()
+    else:
+        probs = {m: rng.dirichlet(np.ones(3), size=n) for m in model.modalities}
+        present = np.ones((n, len(model.modalities)), dtype=bool)
+        if name == "stacking":
+            model.fit_meta(probs, present, np.array([0, 1, 2, 0, 1, 2]))
+        out = model.combine(probs, present, np.full(3, 1 / 3))
+        assert out.shape == (n, 3)
+        np.testing.assert_allclose(out.sum(1), 1.0)
+
+
+def _standard_step(models, x, y, row_mask, keep, mean, std):
+    """Loss of F ordinary STSTNets, each on its rows, with the given dropout masks."""
+    total = 0.0
+    bounds = np.cumsum((0, *STSTNet.stream_channels))
+    for f, model in enumerate(models):
+        rows = row_mask[:, f].bool()
+        xn = (x[rows] - mean[f].view(1, -1, 1, 1)) / std[f].view(1, -1, 1, 1)
+        masks = keep[rows][:, :, :, f, :]
+        hooks = []
+        for s, stream in enumerate(model.streams):
+            part = masks[..., bounds[s] : bounds[s + 1]].permute(0, 3, 1, 2)
+            hooks.append(
+                stream.drop.register_forward_hook(lambda mod, inp, out, part=part: inp[0] * part)
+            )
+        model.train()
+        total = total + F.cross_entropy(model(xn), y[rows])
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _stacked_grads(models):
+    def cat(attr, sub):
+        return torch.stack(
+            [torch.cat([getattr(getattr(s, sub), attr).grad for s in m.streams]) for m in models]
+        )
+
+    return {
+        "conv_weight": cat("weight", "conv"),
+        "conv_bias": cat("bias", "conv"),
+        "bn_weight": cat("weight", "bn"),
+        "bn_bias": cat("bias", "bn"),
+        "fc_weight": torch.stack([m.classifier.weight.grad for m in models]),
+        "fc_bias": torch.stack([m.classifier.bias.grad for m in models]),
+    }
+
+
+def test_multifold_step_equals_separate_ststnets():
+    """Loss, every gradient and the BatchNorm running statistics of the fused multi-fold
+    step equal those of F ordinary STSTNets (negative BN scales, per-fold input
+    normalisation, overlapping fold rows, uneven chunks)."""
+    torch.manual_seed(0)
+    n_folds, rows = 3, 37
+    models = []
+    for f in range(n_folds):
+        torch.manual_seed(f)
+        model = STSTNet()
+        with torch.no_grad():
+            for stream in model.streams:
+                stream.bn.weight.uniform_(-1.5, 1.5)
+                stream.bn.bias.normal_()
+        models.append(model)
+    multi = MultiFoldSTSTNet.from_models(models)
+    x = torch.randn(rows, 3, 28, 28) * 2 + 0.5
+    y = torch.randint(0, 3, (rows,))
+    row_mask = torch.zeros(rows, n_folds)
+    row_mask[:30, 0] = 1
+    row_mask[5:, 1] = 1
+    row_mask[::2, 2] = 1
+    keep = (torch.rand(rows, 10, 10, n_folds, 16) > 0.5).float() * 2
+    mean, std = torch.randn(n_folds, 3), torch.rand(n_folds, 3) + 0.5
+    loss = multi.training_loss(x, y, row_mask, keep, mean, std, chunk=7)
+    loss.backward()
+    reference = _standard_step(models, x, y, row_mask, keep, mean, std)
+    reference.backward()
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+    for name, grad in _stacked_grads(models).items():
+        got = getattr(multi, name).grad
+        np.testing.assert_allclose(got.numpy(), grad.numpy(), atol=2e-5 * grad.abs().max().item())
+    after = MultiFoldSTSTNet.from_models(models)
+    np.testing.assert_allclose(multi.running_mean.numpy(), after.running_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(multi.running_var.numpy(), after.running_var.numpy(), rtol=1e-5)
+
+
+def test_multifold_round_trip_keeps_every_fold():
+    models = [STSTNet() for _ in range(2)]
+    back = MultiFoldSTSTNet.from_models(models).to_models()
+    x = torch.randn(4, 3, 28, 28)
+    for a, b in zip(models, back, strict=True):
+        a.eval(), b.eval()
+        torch.testing.assert_close(a(x), b(x))
+
+
+def test_rcna_attention_is_min_max_normalised():
+    model = RCNA(channels=8, pool_size=5)
+    stem = model.stem.eval()(torch.randn(4, 3, 28, 28))
+    att = model.attention(stem)
+    assert att.shape == (4, 1, 5, 5)
+    assert (att >= 0).all() and (att <= 1).all()
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_eeg_tcn_is_causal():
+    model = EEGTCN(n_features=5, hidden=8, depth=3).eval()
+    x = torch.randn(2, 10, 5)
+    changed = x.clone()
+    changed[:, 7:] += 5.0  # change the future after window 6
+    out, out_changed = model.blocks(x.transpose(1, 2)), model.blocks(changed.transpose(1, 2))
+    torch.testing.assert_close(out[:, :, :7], out_changed[:, :, :7])
+    assert not torch.allclose(out[:, :, 7:], out_changed[:, :, 7:])
+
+
+def test_eegnet_max_norm_constraints_and_short_windows():
+    model = EEGNet(n_channels=4, n_samples=64, kernel_length=16)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)
+        model.spatial.weight.mul_(100)
+    model.apply_constraints()
+    assert model.classifier.weight.norm(dim=1).max() <= 0.25 + 1e-6
+    assert (
+        model.spatial.weight.view(model.spatial.weight.shape[0], -1).norm(dim=1).max() <= 1 + 1e-6
+    )
+    with pytest.raises(ConfigError, match="32 samples"):
+        EEGNet(n_channels=4, n_samples=16)
+
+
+def test_focal_loss_reduces_to_cross_entropy():
+    logits, y = torch.randn(20, 3), torch.randint(0, 3, (20,))
+    torch.testing.assert_close(focal_loss(logits, y, 0.0), F.cross_entropy(logits, y))
+    assert focal_loss(logits, y, 2.0) < F.cross_entropy(logits, y)
+
+
+@pytest.mark.parametrize("kind", ["early", "cross"])
+def test_missing_modality_values_are_ignored(kind):
+    """A missing modality's values cannot influence the output (zeros/missing token)."""
+    torch.manual_seed(0)
+    if kind == "early":
+        model = EarlyFusion({"face": 6, "eeg": 4}).eval()
+        inputs = {"face": torch.randn(3, 6), "eeg": torch.randn(3, 4)}
+    else:
+        model = CrossModalAttentionFusion({"face": (1, 8, 8), "eeg": (3, 4)}, d_model=8, heads=2)
+        model.eval()
+        inputs = {"face": torch.randn(3, 1, 8, 8), "eeg": torch.randn(3, 3, 4)}
+    inputs["present"] = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    other = dict(inputs, eeg=inputs["eeg"] * 100 + 7)
+    with torch.no_grad():
+        a, b = model(inputs), model(other)
+    torch.testing.assert_close(a[:2], b[:2])
+    assert not torch.allclose(a[2], b[2])
+
+
+def test_late_fusion_averages_present_modalities():
+    fusion = LateFusion({"face": "ststnet", "eeg": "eeg_tcn"})
+    probs = {
+        "face": np.array([[1.0, 0, 0], [0.2, 0.8, 0], [0, 0, 1]]),
+        "eeg": np.array([[0, 1.0, 0], [0, 0, 1.0], [0, 1, 0]]),
+    }
+    present = np.array([[True, True], [True, False], [False, False]])
+    out = fusion.combine(probs, present, prior=np.array([0.5, 0.25, 0.25]))
+    np.testing.assert_allclose(out, [[0.5, 0.5, 0], [0.2, 0.8, 0], [0.5, 0.25, 0.25]])
