@@ -1,0 +1,34 @@
+"""`mmhe demo` end to end on the tiny preset; a second run reuses every cache."""
+
+from __future__ import annotations
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from mmhe.cli import app
+from mmhe.demo import demo_config
+
+
+def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    assert result.exit_code == 0, result.output
+    for stage in ("synth", "validate", "ingest", "features", "benchmark", "stats", "report"):
+        assert f"  {stage}: " in result.output
+    assert "Fewer epochs than published" in result.output
+    results = pd.read_csv(out / "run" / "results.csv")
+    models = [run["model"] for run in demo_config().runs]
+    assert results["model"].tolist() == models and results["complete"].all()
+    assert (out / "report.html").stat().st_size > 50_000
+    assert (out / "stats" / "figure2.png").is_file()
+    assert str(out / "report.html") in result.output.replace("\n", "")
+
+    cached = {p: p.stat().st_mtime_ns for pattern in (
+        "raw/*/EEG/*", "store/*/participants/*/summary.json",
+        "store/*/features/*/participants/*/summary.json", "run/folds/*/fold-*.parquet")
+        for p in out.glob(pattern)}
+    assert len(cached) > 30
+    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in cached} == cached  # nothing recomputed
+    pd.testing.assert_frame_equal(results, pd.read_csv(out / "run" / "results.csv"))
