@@ -400,9 +400,7 @@ class MultiFoldSTSTNet(nn.Module):
         pooled = F.avg_pool2d(dropped.view(rows, ph, pw, channels).permute(0, 3, 1, 2), 2)
         # (W, F x 16, 5, 5) -> per fold (F, W, 400) in the (c, h, w) order of STSTNet
         features = pooled.reshape(rows, n_folds, width * (ph // 2) * (pw // 2)).transpose(0, 1)
-        logits = torch.baddbmm(
-            self.fc_bias.unsqueeze(1), features, self.fc_weight.transpose(1, 2)
-        )
+        logits = torch.baddbmm(self.fc_bias.unsqueeze(1), features, self.fc_weight.transpose(1, 2))
         losses = F.cross_entropy(
             logits.reshape(n_folds * rows, self.n_classes),
             targets.repeat(n_folds),
