@@ -58,7 +58,9 @@ def _modality_chart(results: pd.DataFrame) -> str:
         )
     if "n_classes" in results:
         chance = 1.0 / results["n_classes"].astype(float)
-        ax.hlines(chance, x - 0.45, x + 0.45, colors="#999", linestyles="dashed", label="chance")
+        ax.hlines(
+            chance, x - 0.45, x + 0.45, colors="#999", linestyles="dashed", label="chance UAR (1/k)"
+        )
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("pooled score (95 % CI)")
