@@ -227,3 +227,24 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert 'data-images-loaded="all"' in dom
     count = int(dom.split('data-image-count="')[1].split('"')[0])
     assert count >= 3 + 3  # modality chart, participants, dataset + one confusion per model
+
+
+def test_folds_run_on_an_existing_dask_cluster(run_dir, store_tiny, tmp_path):
+    from distributed import LocalCluster
+
+    config = BenchmarkConfig(**{**CONFIG, "runs": CONFIG["runs"][:2]})
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        results = run_benchmark(
+            store_tiny, config, tmp_path / "dask", scheduler=cluster.scheduler_address
+        )
+    assert results["complete"].all()
+    local = pd.read_parquet(tmp_path / "dask" / "predictions.parquet")
+    reference = pd.read_parquet(run_dir / "predictions.parquet")
+    reference = reference[reference["model"].isin(local["model"].unique())]
+    keys = ["model", "sample"]
+    local, reference = (f.sort_values(keys).reset_index(drop=True) for f in (local, reference))
+    pd.testing.assert_frame_equal(local[[*keys, "y_true"]], reference[[*keys, "y_true"]])
+    probabilities = [c for c in local.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(local[probabilities], reference[probabilities], atol=1e-4)

@@ -1093,7 +1093,8 @@ def run_folds(
     else:
         from distributed import as_completed
 
-        x_remote, y_remote, g_remote = client.scatter([X, y, groups], broadcast=True)
+        # hash=False: identical inputs of a later call must not share (and lose) these keys
+        x_remote, y_remote, g_remote = client.scatter([X, y, groups], broadcast=True, hash=False)
         futures = [
             client.submit(
                 _run_fold_group,
