@@ -36,23 +36,12 @@ import mne
 import numpy as np
 import scipy.io
 
-from mmhe.io.biopac import read_biopac
+from mmhe.io.biopac import MMHE_EXPORT_COLUMNS, read_biopac
 from mmhe.io.eeg import EXTRA_CHANNELS, NEUROSCAN_64, eeg_markers, read_eeg
 
 SFREQ = 1000.0
 N_MARKERS = 100
-BIOPAC_LABELS = [
-    "PPG, X, PPGED-R",
-    "RSP, X, RSPEC-R",
-    "EMG A, X, EMG2-R",
-    "SKT A, X, SKT2-R",
-    "EDA, X, PPGED-R",
-    "ECG, X, RSPEC-R",
-    "EMG B, X, EMG2-R",
-    "SKT B, X, SKT2-R",
-    *[f"Digital (STP Input {k})" for k in range(8)],
-    "ECG rate (.5 - 35 Hz)",
-]
+BIOPAC_LABELS = list(MMHE_EXPORT_COLUMNS)
 BIOPAC_UNITS = ["Volts", "Volts", "mV", "Deg F", "microsiemens", "mV", "mV", "Deg F"]
 BIOPAC_UNITS += ["Volts"] * 8 + ["BPM"]
 

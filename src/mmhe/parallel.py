@@ -7,7 +7,8 @@ tasks one after another in this process (debugging, tests, tiny jobs).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 Task = tuple  # (function, *arguments)
@@ -33,7 +34,24 @@ def run_tasks(
             results.append(function(*arguments))
             progress(results[-1])
         return results
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    with dask_client(scheduler, n_workers) as client:
+        futures = [
+            client.submit(function, *arguments, pure=False) for function, *arguments in tasks
+        ]
+        results = []
+        for future in as_completed(futures):
+            results.append(future.result())
+            progress(results[-1])
+        return results
+
+
+@contextmanager
+def dask_client(scheduler: str | None, n_workers: int = 2) -> Iterator[Any]:
+    """A `distributed.Client` of `scheduler` (an address) or of a new local cluster of
+    `n_workers` single-threaded processes; closed (and the cluster shut down) on exit."""
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler:
@@ -44,14 +62,7 @@ def run_tasks(
         )
         client = Client(cluster)
     try:
-        futures = [
-            client.submit(function, *arguments, pure=False) for function, *arguments in tasks
-        ]
-        results = []
-        for future in as_completed(futures):
-            results.append(future.result())
-            progress(results[-1])
-        return results
+        yield client
     finally:
         client.close()
         if cluster is not None:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mmhe.cli import app
-from mmhe.cli._console import make_console
+from mmhe.cli._console import make_console, print_frame
 
 
 @app.command("benchmark")
@@ -71,13 +70,7 @@ def benchmark_command(
                 bar, advance=1, description=f"{r['model']} {r['modalities']} fold {r['fold']}"
             ),
         )
-    table = Table(title=bench.title)
-    frame = paper_table(results)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
+    print_frame(console, paper_table(results), bench.title)
     console.print(
         f"results: {out / 'results.md'}, {out / 'results.csv'}; "
         f"predictions: {out / 'predictions.parquet'}; audit: {out / 'audit.json'}"

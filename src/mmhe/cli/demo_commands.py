@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from mmhe.cli import app
-from mmhe.cli._console import make_console
+from mmhe.cli._console import make_console, print_frame
 
 
 @app.command("demo")
@@ -34,13 +33,8 @@ def demo_command(
         scheduler=None if scheduler == "local" else scheduler,
         say=lambda text: console.print(text, highlight=False),
     )
-    table = Table(title="Compound emotion (negative / positive / surprise), LOSO, pooled")
-    frame = paper_table(result.results)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
+    title = "Compound emotion (negative / positive / surprise), LOSO, pooled"
+    print_frame(console, paper_table(result.results), title)
     from mmhe.demo import demo_config
 
     for note in demo_config().notes:

@@ -5,20 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from mmhe.cli import app
-from mmhe.cli._console import make_console
-
-
-def _print_frame(console: Console, frame, title: str) -> None:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column), justify="right")
-    for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(table)
+from mmhe.cli._console import make_console, print_frame
 
 
 @app.command("stats")
@@ -32,11 +21,11 @@ def stats_command(
 
     stats = dataset_stats(source)
     console = make_console()
-    _print_frame(console, stats.au_counts, "Table 1: action units")
-    _print_frame(console, stats.emotion_counts, "Figure 2(a): expressions per emotion")
-    _print_frame(console, stats.compound_shares, "Figure 2(b): compound classes (%)")
-    _print_frame(console, stats.overview, "Figure 2(c): dataset")
-    _print_frame(console, stats.durations, "Figure 2(d): ME duration (ms)")
+    print_frame(console, stats.au_counts, "Table 1: action units")
+    print_frame(console, stats.emotion_counts, "Figure 2(a): expressions per emotion")
+    print_frame(console, stats.compound_shares, "Figure 2(b): compound classes (%)")
+    print_frame(console, stats.overview, "Figure 2(c): dataset")
+    print_frame(console, stats.durations, "Figure 2(d): ME duration (ms)")
     for note in stats.notes:
         console.print(f"[yellow]note:[/] {note}")
     if out is not None:

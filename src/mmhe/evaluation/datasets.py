@@ -17,34 +17,13 @@ import numpy as np
 import pandas as pd
 
 from mmhe.errors import ConfigError
-from mmhe.features.batch import FeatureConfig, load_features
-from mmhe.labels import COMPOUND_CLASSES, SEVEN_EMOTIONS
+from mmhe.features.batch import ID_COLUMNS, FeatureConfig, load_features
+from mmhe.labels import COMPOUND_CLASSES, SEVEN_EMOTIONS, load_stimuli
 
 Task = Literal["compound", "emotion7", "kind", "trial"]
-TRIAL_CATEGORIES = (
-    "happiness",
-    "disgust",
-    "fear",
-    "anger",
-    "surprise",
-    "sadness",
-    "tension",
-    "calm",
-)
-NON_FEATURE_COLUMNS = {
-    "expression_id",
-    "subject_id",
-    "row",
-    "kind",
-    "emotion",
-    "compound",
-    "marker",
-    "trial_index",
-    "code",
-    "ok",
-    "n_windows",
-    "category",
-}
+TRIAL_CATEGORIES = tuple(c for c in dict.fromkeys(load_stimuli()["category"]) if c != "rest")
+"""Stimulus categories of the trial task, in stimulus-table order (rest excluded)."""
+NON_FEATURE_COLUMNS = {*ID_COLUMNS, "code", "ok", "n_windows", "category"}
 
 
 @dataclass

@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from mmhe.evaluation.metrics import pooled_scores
 from mmhe.evaluation.results import markdown_table, paper_table, summarise
 from mmhe.evaluation.splits import audit_split, group_kfold, loso, trial_kfold
 from mmhe.features.batch import FeatureConfig
+from mmhe.parallel import dask_client
 
 PACKAGES = (
     "mmhe",
@@ -258,25 +260,18 @@ def run_benchmark(
     )
     config_hash = config.digest()
     progress = progress or (lambda record: None)
-    client = None
-    cluster = None
-    if scheduler != "sync":
-        from distributed import Client, LocalCluster
-
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            cluster = LocalCluster(
-                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
-            client = Client(cluster)
     tasks: dict[tuple, TaskData] = {}
     outcomes = []
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: intra-op threads only spin; folds are the
-    try:  # parallel unit (Dask workers get one thread each too)
+    # parallel unit (Dask workers get one thread each too)
+    with ExitStack() as stack:
+        stack.callback(torch.set_num_threads, threads)
+        client = (
+            None if scheduler == "sync" else stack.enter_context(dask_client(scheduler, n_workers))
+        )
         for spec in specs:
             key = (spec.task, spec.samples)
             if key not in tasks:
@@ -292,12 +287,6 @@ def run_benchmark(
                     spec, tasks[key], run_dir, client, config_hash, progress, max_folds
                 )
             )
-    finally:
-        torch.set_num_threads(threads)
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
     return write_results(run_dir, config, store_path, outcomes, tasks, config_hash)
 
 

@@ -36,6 +36,17 @@ from pydantic import BaseModel, Field
 from mmhe.features.windows import EEG_WINDOW, PHYSIO_WINDOW, window_bounds
 
 MODALITIES = ("face", "eeg", "physio")
+ID_COLUMNS = (
+    "expression_id",
+    "subject_id",
+    "row",
+    "kind",
+    "emotion",
+    "compound",
+    "marker",
+    "trial_index",
+)
+"""Identifier and label columns of every per-expression feature table."""
 FEATURE_FORMAT = 1
 
 
@@ -319,17 +330,7 @@ def _participant(
     started = time.perf_counter()
     store = MMHEStore(store_path)
     expressions = store.expressions(participant=sid, located=True)
-    keep = [
-        "expression_id",
-        "subject_id",
-        "row",
-        "kind",
-        "emotion",
-        "compound",
-        "marker",
-        "trial_index",
-    ]
-    table = expressions[keep].copy()
+    table = expressions[list(ID_COLUMNS)].copy()
     tmp = Path(out_dir) / "participants" / f".tmp-{sid}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -29,6 +29,20 @@ from scipy.signal import resample_poly
 from mmhe.errors import InputFileError
 from mmhe.labels import VALID_MARKERS
 
+MMHE_EXPORT_COLUMNS: tuple[str, ...] = (
+    "PPG, X, PPGED-R",
+    "RSP, X, RSPEC-R",
+    "EMG A, X, EMG2-R",
+    "SKT A, X, SKT2-R",
+    "EDA, X, PPGED-R",
+    "ECG, X, RSPEC-R",
+    "EMG B, X, EMG2-R",
+    "SKT B, X, SKT2-R",
+    *(f"Digital (STP Input {bit})" for bit in range(8)),
+    "ECG rate (.5 - 35 Hz)",
+)
+"""The 17 column names of MMHE's AcqKnowledge MATLAB export, in order (data-format.md)."""
+
 CANONICAL_COLUMNS: tuple[str, ...] = (
     "PPG",
     "RSP",

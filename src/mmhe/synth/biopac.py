@@ -15,24 +15,13 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from mmhe.io.biopac import MMHE_EXPORT_COLUMNS
 from mmhe.synth.design import BIOPAC_SFREQ, Session
 from mmhe.synth.files import fix_mat_header, write_atomic
 from mmhe.synth.physio import GRID_HZ, Body
 
 BIOPAC_FILE_NAME = "Untitled1 (001).mat"
-BIOPAC_COLUMNS: tuple[str, ...] = (
-    "PPG, X, PPGED-R",
-    "RSP, X, RSPEC-R",
-    "EMG A, X, EMG2-R",
-    "SKT A, X, SKT2-R",
-    "EDA, X, PPGED-R",
-    "ECG, X, RSPEC-R",
-    "EMG B, X, EMG2-R",
-    "SKT B, X, SKT2-R",
-    *(f"Digital (STP Input {bit})" for bit in range(8)),
-    "ECG rate (.5 - 35 Hz)",
-)
-"""The 17 column names of the MMHE BIOPAC export, in order."""
+BIOPAC_COLUMNS = MMHE_EXPORT_COLUMNS
 BIOPAC_UNITS: tuple[str, ...] = (
     "Volts",
     "Volts",
