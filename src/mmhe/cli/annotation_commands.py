@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mmhe.annotations import MeRule, read_coding_file
 from mmhe.cli import app
+from mmhe.cli._console import make_console
 
 annotations_app = typer.Typer(
     help="Coding (annotation) files: check them, compare coders.", no_args_is_help=True
@@ -45,7 +45,7 @@ def check(
     if pseudonyms is not None:
         coding.pseudonyms.save(pseudonyms)
     summary = coding.summary()
-    console = Console()
+    console = make_console()
     console.print(
         f"[bold]{file}[/]: {summary['rows_read']} rows read, {summary['rows_kept']} kept, "
         f"{summary['rows_rejected']} rejected, {summary['errors']} errors, "
