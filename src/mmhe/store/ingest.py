@@ -42,7 +42,7 @@ from mmhe.store.participant import (
     inspect_participant,
     write_participant,
 )
-from mmhe.store.redact import Redactor
+from mmhe.store.redact import Redactor, name_redactor
 
 
 def _relative(path: Path | str, root: Path) -> str:
@@ -145,22 +145,14 @@ def ingest(
     names.assign(found.participants)
     names.save(mapping_path)
     sid_of = {key: names.id_for(key) for key in found.participants}
-    spoken = {key: names.id_for(key) for key in found.participants}
-    for files in found.participants.values():
-        spoken[files.folder.name] = sid_of[files.key]
-    if coding is not None:
-        spoken.update({s: names.id_for(s) for s in coding.table["subject"]})
-    redact = Redactor(spoken)
+    redact = name_redactor(found, names, coding)
 
     version_dir = out / config.version()
     (version_dir / "participants").mkdir(parents=True, exist_ok=True)
     for leftover in (version_dir / "participants").glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    table = (
-        coding.deidentified()
-        if coding is not None
-        else pd.DataFrame(columns=["subject_id", "row", "marker"])
-    )
+    table = coding_rows(coding)
+    orphans = orphan_rows(table, sid_of.values())
     tasks = []
     for key, files in sorted(found.participants.items(), key=lambda kv: sid_of[kv[0]]):
         rows = table[table["subject_id"] == sid_of[key]].reset_index(drop=True)
@@ -168,11 +160,12 @@ def ingest(
     summaries = run_tasks(tasks, scheduler, n_workers, progress)
     summaries.sort(key=lambda s: s["subject_id"])
 
-    store_issues = _store_issues(found, coding, sid_of, redact)
+    store_issues = _store_issues(found, coding, orphans, redact)
     store_issues.to_parquet(version_dir / "issues.parquet", index=False)
     _participants_table(found, summaries, sid_of, redact).to_parquet(
         version_dir / "participants.parquet", index=False
     )
+    not_located = int(sum(s["counts"].get("not_located", 0) for s in summaries))
     manifest = {
         "mmhe_version": __version__,
         "store_format": 1,
@@ -196,29 +189,32 @@ def ingest(
             "coding_rows": 0 if coding is None else coding.rows_read,
             "coding_rows_rejected": 0 if coding is None else coding.summary()["rows_rejected"],
             "expressions": int(sum(s["counts"].get("expressions", 0) for s in summaries)),
-            "expressions_not_located": int(
-                sum(s["counts"].get("not_located", 0) for s in summaries) + _orphans(table, sid_of)
-            ),
+            "expressions_not_located": not_located + len(orphans),
+            "expressions_stored": int(sum(s["counts"].get("expressions", 0) for s in summaries))
+            - not_located,
             "trials": int(sum(s["counts"].get("trials", 0) for s in summaries)),
         },
         "seconds": round(time.perf_counter() - started, 2),
     }
-    manifest["counts"]["expressions_stored"] = (
-        manifest["counts"]["expressions"]
-        - manifest["counts"]["expressions_not_located"]
-        + _orphans(table, sid_of)
-    )
     (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (out / "latest.json").write_text(json.dumps({"version": version_dir.name}))
     return version_dir
 
 
-def _orphans(table: pd.DataFrame, sid_of: dict[str, str]) -> int:
-    return int((~table["subject_id"].isin(set(sid_of.values()))).sum())
+def coding_rows(coding) -> pd.DataFrame:
+    """The coding file's expressions without names (an empty table without a coding file)."""
+    if coding is None:
+        return pd.DataFrame(columns=["subject_id", "row", "marker"])
+    return coding.deidentified()
+
+
+def orphan_rows(table: pd.DataFrame, subject_ids) -> pd.DataFrame:
+    """Expressions of participants that have no raw folder (they cannot be located)."""
+    return table[~table["subject_id"].isin(set(subject_ids))]
 
 
 def _store_issues(
-    found: Discovery, coding, sid_of: dict[str, str], redact: Redactor
+    found: Discovery, coding, orphans: pd.DataFrame, redact: Redactor
 ) -> pd.DataFrame:
     rows = [
         {
@@ -244,19 +240,17 @@ def _store_issues(
                     "file": "coding_file",
                 }
             )
-        orphans = coding.deidentified()
-        orphans = orphans[~orphans["subject_id"].isin(set(sid_of.values()))]
-        for row in orphans.itertuples():
-            rows.append(
-                {
-                    "subject_id": row.subject_id,
-                    "row": row.row,
-                    "severity": "error",
-                    "code": "expression_not_located",
-                    "message": "no raw folder for this participant",
-                    "file": "coding_file",
-                }
-            )
+    for row in orphans.itertuples():
+        rows.append(
+            {
+                "subject_id": row.subject_id,
+                "row": row.row,
+                "severity": "error",
+                "code": "expression_not_located",
+                "message": "no raw folder for this participant",
+                "file": "coding_file",
+            }
+        )
     frame = pd.DataFrame(rows, columns=["subject_id", "row", "severity", "code", "message", "file"])
     frame["row"] = frame["row"].astype("Int64")
     return frame

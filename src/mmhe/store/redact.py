@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mmhe.annotations import CodingFile, PseudonymMap
+    from mmhe.store.layout import Discovery
 
 
 class Redactor:
@@ -25,3 +30,14 @@ class Redactor:
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self._ids[m.group(0).casefold()], text)
+
+
+def name_redactor(found: Discovery, names: PseudonymMap, coding: CodingFile | None) -> Redactor:
+    """A `Redactor` of every spelling of a raw tree's participants: their keys, folder
+    names and the coding file's Subject column, each mapped to its pseudonym."""
+    spoken = {}
+    for key, files in found.participants.items():
+        spoken[key] = spoken[files.folder.name] = names.id_for(key)
+    if coding is not None:
+        spoken.update({subject: names.id_for(subject) for subject in coding.table["subject"]})
+    return Redactor(spoken)

@@ -11,7 +11,7 @@ import pandas as pd
 from mmhe.annotations import PseudonymMap, read_coding_file
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import Layout, discover
-from mmhe.store.redact import Redactor
+from mmhe.store.redact import name_redactor
 
 REPORT_COLUMNS = [
     "subject_id",
@@ -51,22 +51,15 @@ def validate_raw(
 
     Returns (report: one row per participant + a ``TOTAL`` row, problems: list of dicts).
     """
+    from mmhe.store.ingest import coding_rows, orphan_rows
     from mmhe.store.participant import count_dropped_frames, inspect_participant
 
     found = discover(raw, layout)
     names = PseudonymMap.load(pseudonyms) if pseudonyms else PseudonymMap()
     coding = read_coding_file(found.coding_file, pseudonyms=names) if found.coding_file else None
     names.assign(found.participants)
-    spoken = {k: names.id_for(k) for k in found.participants}
-    spoken.update({f.folder.name: names.id_for(k) for k, f in found.participants.items()})
-    if coding is not None:
-        spoken.update({s: names.id_for(s) for s in coding.table["subject"]})
-    redact = Redactor(spoken)
-    table = (
-        coding.deidentified()
-        if coding is not None
-        else pd.DataFrame(columns=["subject_id", "row", "marker"])
-    )
+    redact = name_redactor(found, names, coding)
+    table = coding_rows(coding)
     coding_issues = pd.DataFrame()
     if coding is not None:
         sid_by_row = dict(zip(coding.table["row"], coding.table["subject_id"], strict=True))
@@ -148,8 +141,7 @@ def validate_raw(
                         "message": f"coding row {r.row}: {redact(r.locate_problem)}",
                     }
                 )
-    orphans = table[~table["subject_id"].isin({names.id_for(k) for k in found.participants})]
-    for r in orphans.itertuples():
+    for r in orphan_rows(table, map(names.id_for, found.participants)).itertuples():
         problems.append(
             {
                 "subject_id": r.subject_id,
