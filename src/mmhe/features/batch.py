@@ -228,9 +228,11 @@ def _eeg(store, sid: str, expressions: pd.DataFrame, config: EEGFeatureConfig):
     return expr_out, expr_windows, trials_array, np.asarray(trial_windows), trials, issues, channels
 
 
-def _physio_segment(array, trial, start: int, stop: int, channels: list[str]) -> pd.DataFrame:
+def _physio_segment(
+    array, trial_index: int, start: int, stop: int, channels: list[str]
+) -> pd.DataFrame:
     """Samples start..stop of one trial as a DataFrame with the canonical channel names."""
-    data = array[int(trial.trial_index), :, start:stop]
+    data = array[int(trial_index), :, start:stop]
     return pd.DataFrame(data.T.astype(np.float64), columns=channels)
 
 
@@ -257,7 +259,9 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
     for trial in trials.itertuples(index=False):
         if pd.isna(trial.physio_start) or not trial.n_physio_samples:
             continue
-        segment = _physio_segment(array, trial, 0, int(trial.n_physio_samples), channels)
+        segment = _physio_segment(
+            array, trial.trial_index, 0, int(trial.n_physio_samples), channels
+        )
         result = physio_features(segment, sfreq)
         trial_rows.append(
             {
@@ -300,9 +304,7 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
             n_samples=int(trial["n_physio_samples"]),
         )
         start, stop = _span(bounds)
-        segment = pd.DataFrame(
-            array[int(row.trial_index), :, start:stop].T.astype(np.float64), columns=channels
-        )
+        segment = _physio_segment(array, row.trial_index, start, stop, channels)
         result = physio_features(segment.drop(columns=["RSP"], errors="ignore"), sfreq)
         record.update({k: v for k, v in result.features.items() if not k.startswith("RSP_")})
         if int(row.trial_index) in rsp_of_trial.index:
