@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ import numpy as np
 import pandas as pd
 
 from mmhe.errors import InputFileError
-
-TABLES = ("trials", "expressions", "events", "alignment", "issues", "action_units")
 
 
 def _as_list(value: object) -> list | None:
@@ -53,6 +50,7 @@ class MMHEStore:
                     "the ingest did not finish; run it again",
                 )
         self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
+        self._cache: dict[str, pd.DataFrame] = {}
 
     # ------------------------------------------------------------ tables
 
@@ -63,26 +61,27 @@ class MMHEStore:
             if p.is_dir() and not p.name.startswith(".")
         )
 
-    def _table(self, name: str) -> pd.DataFrame:
-        return self._tables[name].copy()
+    def _read(self, name: str, subject_ids: list[str]) -> pd.DataFrame:
+        """Table `name` of the given participants, concatenated (their files only)."""
+        files = [self.path / "participants" / sid / f"{name}.parquet" for sid in subject_ids]
+        parts = [pd.read_parquet(f) for f in files if f.is_file()]  # unknown ids: no rows
+        parts = [p for p in parts if len(p)]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if name == "expressions" and len(table):
+            table["aus"] = [tuple(int(a) for a in x) for x in table["aus"]]
+        return table
 
-    @cached_property
-    def _tables(self) -> dict[str, pd.DataFrame]:
-        tables = {}
-        for name in TABLES:
-            parts = [
-                pd.read_parquet(self.path / "participants" / sid / f"{name}.parquet")
-                for sid in self.participant_ids()
-            ]
-            parts = [p for p in parts if len(p)]
-            tables[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        if len(tables["expressions"]):
-            tables["expressions"]["aus"] = [
-                tuple(int(a) for a in x) for x in tables["expressions"]["aus"]
-            ]
-        store_issues = pd.read_parquet(self.path / "issues.parquet")
-        tables["issues"] = pd.concat([store_issues, tables["issues"]], ignore_index=True)
-        return tables
+    def _table(self, name: str, participant: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """Table `name` of every participant (read once, cached) or of some (read now)."""
+        if participant is not None:
+            return self._read(name, [str(p) for p in _as_list(participant)])
+        if name not in self._cache:
+            table = self._read(name, self.participant_ids())
+            if name == "issues":
+                store_issues = pd.read_parquet(self.path / "issues.parquet")
+                table = pd.concat([store_issues, table], ignore_index=True)
+            self._cache[name] = table
+        return self._cache[name].copy()
 
     def participants(self) -> pd.DataFrame:
         """One row per participant: pseudonym, sex, age, modalities, counts, status."""
@@ -96,8 +95,8 @@ class MMHEStore:
         category: str | Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """Stimulus trials (one per marker and participant) with their sample spans."""
-        table = self._table("trials")
-        return _filter(table, subject_id=participant, code=marker, category=category)
+        table = self._table("trials", participant)
+        return _filter(table, code=marker, category=category)
 
     def expressions(
         self,
@@ -110,10 +109,9 @@ class MMHEStore:
         located: bool | None = None,
     ) -> pd.DataFrame:
         """Expressions of the coding file with their located samples and stored frames."""
-        table = self._table("expressions")
+        table = self._table("expressions", participant)
         table = _filter(
             table,
-            subject_id=participant,
             kind=kind,
             emotion=emotion,
             compound=compound,
