@@ -99,8 +99,13 @@ def test_broken_participants_are_reported_not_fatal(synth_tiny, tmp_path):
     not_located = issues[issues["code"] == "expression_not_located"]
     assert len(coding.table) == len(expressions) == len(stored) + len(not_located)
     assert store.manifest["counts"]["expressions_not_located"] == len(not_located)
-    reasons = " ".join(not_located["message"])
-    assert "EEG unreadable" in reasons
+    # the unreadable EEG costs no face sample: located on the camera's own clock, flagged
+    faces = store.expressions(participant=ids[bad_eeg])
+    assert len(faces) and faces["locate_problem"].isna().all()
+    assert faces["located_by"].str.startswith("camera_clock_").all()
+    assert (faces["stored_frames"] > 0).all() and faces["eeg_onset"].isna().all()
+    assert participants.loc[ids[bad_eeg], "modalities"] == "camera"
+    assert "camera_clock_only" in codes(ids[bad_eeg])
 
     report, _ = validate(store.path)
     assert report.set_index("subject_id").loc[ids[bad_eeg], "status"] == "error"

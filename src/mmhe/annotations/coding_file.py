@@ -122,6 +122,7 @@ class AnnotationIssue:
 
     row : 1-based data row (the sheet's row number minus the header), None for the file.
     severity : ``error`` (row unusable, kept out of the table) or ``warning`` (row kept).
+    `sheet_row` is the number Excel shows for that row (the header is row 1).
     """
 
     row: int | None
@@ -129,6 +130,15 @@ class AnnotationIssue:
     severity: Severity
     code: str
     message: str
+
+    @property
+    def sheet_row(self) -> int | None:
+        return sheet_row(self.row)
+
+
+def sheet_row(row: int | None) -> int | None:
+    """The row number a spreadsheet shows for 1-based data row `row` (header = row 1)."""
+    return None if row is None else int(row) + 1
 
 
 @dataclass
@@ -141,6 +151,8 @@ class CodingFile:
     rows_read: int
     has_kind_column: bool
     pseudonyms: PseudonymMap = field(repr=False, default_factory=PseudonymMap)
+    row_subjects: dict[int, str] = field(repr=False, default_factory=dict)
+    """Subject cell of every data row, rejected rows included (to attribute their issues)."""
 
     @property
     def errors(self) -> list[AnnotationIssue]:
@@ -151,10 +163,12 @@ class CodingFile:
         return [i for i in self.issues if i.severity == "warning"]
 
     def issues_frame(self) -> pd.DataFrame:
-        """The issues as a DataFrame (columns row, column, severity, code, message)."""
+        """The issues as a DataFrame (columns row, sheet_row, column, severity, code, message;
+        `sheet_row` is the row number a spreadsheet shows)."""
         columns = ["row", "column", "severity", "code", "message"]
         frame = pd.DataFrame([asdict(i) for i in self.issues], columns=columns)
         frame["row"] = frame["row"].astype("Int64")
+        frame.insert(1, "sheet_row", (frame["row"] + 1).astype("Int64"))
         return frame
 
     def summary(self, examples: int = 5) -> dict[str, Any]:
@@ -163,11 +177,19 @@ class CodingFile:
         by_code: dict[str, dict[str, Any]] = {}
         for issue in self.issues:
             entry = by_code.setdefault(
-                issue.code, {"severity": issue.severity, "count": 0, "rows": [], "example": ""}
+                issue.code,
+                {
+                    "severity": issue.severity,
+                    "count": 0,
+                    "rows": [],
+                    "sheet_rows": [],
+                    "example": "",
+                },
             )
             entry["count"] += 1
             if issue.row is not None and len(entry["rows"]) < examples:
                 entry["rows"].append(issue.row)
+                entry["sheet_rows"].append(issue.sheet_row)
             if not entry["example"]:
                 entry["example"] = issue.message
         counts = (
@@ -204,9 +226,40 @@ class CodingFile:
 # ---------------------------------------------------------------- reading
 
 
+_SEPARATORS = (",", ";", "\t", "|")
+
+
+def _csv_separator(path: Path, encoding: str) -> str:
+    """The separator whose split of the first line names most coding columns (``,`` on a tie)."""
+    with path.open(encoding=encoding, newline="") as handle:
+        first = handle.readline()
+
+    def known(sep: str) -> int:
+        return sum("".join(c.split()).casefold() in _ALIASES for c in first.split(sep))
+
+    return max(_SEPARATORS, key=known)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            sep = _csv_separator(path, encoding)
+            return pd.read_csv(
+                path, dtype=object, encoding=encoding, keep_default_na=False, sep=sep
+            )
+        except UnicodeDecodeError:
+            continue
+    raise AnnotationError(
+        path,
+        "is neither UTF-8 nor GB18030 text",
+        "open it in a spreadsheet and save it as .xlsx or as CSV UTF-8",
+    )
+
+
 def load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
     """The raw cells of a coding sheet (.xlsx / .csv), as objects; `AnnotationError` when
-    the file is missing, unreadable or empty."""
+    the file is missing, unreadable or empty. CSV: UTF-8 or GB18030, separated by ``,``,
+    ``;``, tab or ``|`` (the one that splits the header into coding columns)."""
     if not path.is_file():
         raise AnnotationError(path, "file not found", "give the path of the coding .xlsx or .csv")
     suffix = path.suffix.lower()
@@ -214,25 +267,71 @@ def load_sheet(path: Path, sheet: str | int) -> pd.DataFrame:
         if suffix in {".xlsx", ".xlsm"}:
             frame = pd.read_excel(path, sheet_name=sheet, dtype=object, engine="openpyxl")
         elif suffix == ".csv":
-            try:
-                frame = pd.read_csv(path, dtype=object, encoding="utf-8-sig", keep_default_na=False)
-            except UnicodeDecodeError:
-                frame = pd.read_csv(path, dtype=object, encoding="gb18030", keep_default_na=False)
+            frame = _read_csv(path)
         else:
             raise AnnotationError(path, f"unsupported extension {suffix!r}", "use .xlsx or .csv")
     except AnnotationError:
         raise
     except (ValueError, KeyError, OSError, zipfile.BadZipFile, pd.errors.ParserError) as exc:
+        if suffix in {".xlsx", ".xlsm"} and isinstance(exc, (ValueError, KeyError)):
+            names = _sheet_names(path)
+            if names and (sheet not in names if isinstance(sheet, str) else sheet >= len(names)):
+                raise AnnotationError(
+                    path, f"has no sheet {sheet!r}", f"its sheets are {names}; pass --sheet NAME"
+                ) from exc
         raise AnnotationError(
-            path, f"cannot be read as a coding sheet: {exc}", "check the file is not corrupt"
+            path,
+            f"cannot be read as a coding sheet: {type(exc).__name__}: {exc}",
+            "is it really an .xlsx workbook or a CSV text file? Open and save it again",
         ) from exc
     if frame.shape[1] == 0:
         raise AnnotationError(path, "the sheet is empty", "the first row must hold column names")
     return frame
 
 
-def canonical_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """Rename known spellings of the coding columns; `AnnotationError` if one is missing."""
+def _sheet_names(path: Path) -> list[str]:
+    try:
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True)
+        try:
+            return list(book.sheetnames)
+        finally:
+            book.close()
+    except Exception:  # not a workbook: the caller reports the original problem
+        return []
+
+
+def _formula_cells(
+    path: Path, sheet: str | int, columns: list[object]
+) -> dict[tuple[int, str], str]:
+    """{(data row, column): formula} of the formula cells of an .xlsx sheet (Excel writes
+    each formula's last value beside it; files written by scripts often have none)."""
+    if path.suffix.lower() not in {".xlsx", ".xlsm"}:
+        return {}
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=False)
+    except Exception:
+        return {}
+    try:
+        ws = book[sheet] if isinstance(sheet, str) else book.worksheets[sheet]
+        found = {}
+        for position, values in enumerate(ws.iter_rows(min_row=2, values_only=True), start=1):
+            for column, value in zip(columns, values, strict=False):
+                if isinstance(value, str) and value.startswith("="):
+                    found[(position, str(column))] = value
+        return found
+    finally:
+        book.close()
+
+
+def canonical_columns(
+    path: Path, frame: pd.DataFrame, sheet: str | int | None = None
+) -> pd.DataFrame:
+    """Rename known spellings of the coding columns; `AnnotationError` if one is missing
+    (naming the sheet that has them, when another sheet of the workbook does)."""
     rename: dict[Any, str] = {}
     for column in frame.columns:
         key = "".join(str(column).split()).casefold()
@@ -241,11 +340,26 @@ def canonical_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.rename(columns=rename)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise AnnotationError(
-            path,
-            f"missing required column(s) {missing}",
-            f"a coding file has the columns {CODING_COLUMNS}",
-        )
+        hint = f"a coding file has the columns {CODING_COLUMNS}"
+        where = ""
+        if path.suffix.lower() in {".xlsx", ".xlsm"} and sheet is not None:
+            names = _sheet_names(path)
+            shown = names[sheet] if isinstance(sheet, int) and sheet < len(names) else sheet
+            where = f" on sheet {shown!r}"
+            for other in names:
+                if other == sheet or (isinstance(sheet, int) and names.index(other) == sheet):
+                    continue
+                try:
+                    head = pd.read_excel(path, sheet_name=other, nrows=0, engine="openpyxl")
+                except Exception:
+                    continue
+                keys = {"".join(str(c).split()).casefold() for c in head.columns}
+                if all(any(_ALIASES.get(k) == column for k in keys) for column in REQUIRED_COLUMNS):
+                    hint = f"sheet {other!r} has them: pass --sheet {other!r}"
+                    break
+        if len(missing) == len(REQUIRED_COLUMNS) and path.suffix.lower() == ".csv":
+            hint += "; is the CSV separated by something other than , ; tab or |?"
+        raise AnnotationError(path, f"missing required column(s){where} {missing}", hint)
     return frame
 
 
@@ -266,9 +380,15 @@ def _cell_key(value: object) -> str:
 class _RowChecker:
     """Parses one row into a record, collecting its issues."""
 
-    def __init__(self, row: int, cells: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        row: int,
+        cells: Mapping[str, object],
+        formulas: Mapping[tuple[int, str], str] | None = None,
+    ) -> None:
         self.row = row
         self.cells = cells
+        self.formulas = formulas or {}
         self.issues: list[AnnotationIssue] = []
 
     def add(self, column: str | None, severity: Severity, code: str, message: str) -> None:
@@ -278,7 +398,17 @@ class _RowChecker:
         try:
             return parser(self.cells.get(column), *args)
         except CellError as exc:
-            self.add(column, severity, exc.code, str(exc))
+            formula = self.formulas.get((self.row, column))
+            if formula is not None and is_blank(self.cells.get(column)):
+                self.add(
+                    column,
+                    severity,
+                    "formula_without_value",
+                    f"{column} holds the formula {formula!r} but no saved value: open the "
+                    "file in Excel or LibreOffice and save it, so the values are stored",
+                )
+            else:
+                self.add(column, severity, exc.code, str(exc))
             return None
 
     @property
@@ -581,7 +711,12 @@ def read_coding_file(
         pseudonyms = PseudonymMap.load(pseudonyms)
     pseudonyms = pseudonyms if pseudonyms is not None else PseudonymMap()
 
-    frame = canonical_columns(path, load_sheet(path, sheet))
+    raw_frame = load_sheet(path, sheet)
+    formulas = _formula_cells(path, sheet, list(raw_frame.columns))
+    frame = canonical_columns(path, raw_frame, sheet)
+    if formulas:  # keyed by the canonical column names
+        renamed = dict(zip(map(str, raw_frame.columns), map(str, frame.columns), strict=True))
+        formulas = {(r, renamed.get(c, c)): f for (r, c), f in formulas.items()}
     has_kind_column = "Macro/Micro" in frame.columns
     blank = frame.apply(lambda col: col.map(is_blank)).all(axis=1)
     last = int(blank[~blank].index.max()) if (~blank).any() else -1
@@ -602,9 +737,13 @@ def read_coding_file(
         )
     records: list[dict[str, Any]] = []
     first_seen: dict[tuple[str, ...], int] = {}
+    row_subjects: dict[int, str] = {}
     key_columns = [c for c in frame.columns if c in CODING_COLUMNS and c != "Date"]
     for position, cells in enumerate(frame.to_dict("records"), start=1):
-        checker = _RowChecker(position, cells)
+        row_subjects[position] = (
+            "" if is_blank(cells.get("Subject")) else str(cells["Subject"]).strip()
+        )
+        checker = _RowChecker(position, cells, formulas)
         if blank.iloc[position - 1]:
             checker.add(None, "error", "empty_row", "the row is empty")
             issues.extend(checker.issues)
@@ -615,7 +754,7 @@ def read_coding_file(
                 None,
                 "error",
                 "duplicate_row",
-                f"same expression as row {first_seen[key]} (kept there)",
+                f"same expression as sheet row {sheet_row(first_seen[key])} (kept there)",
             )
             issues.extend(checker.issues)
             continue
@@ -628,7 +767,7 @@ def read_coding_file(
     table = _typed_table(records)
     pseudonyms.assign(table["subject"])
     table.insert(2, "subject_id", [pseudonyms.id_for(s) for s in table["subject"]])
-    return CodingFile(path, table, issues, len(frame), has_kind_column, pseudonyms)
+    return CodingFile(path, table, issues, len(frame), has_kind_column, pseudonyms, row_subjects)
 
 
 # ---------------------------------------------------------------- writing

@@ -61,7 +61,7 @@ def check(
     console.print(counts)
     if summary["issues_by_code"]:
         issues = Table(title="Issues by code")
-        for column in ("code", "severity", "count", "example rows", "example"):
+        for column in ("code", "severity", "count", "sheet rows", "example"):
             issues.add_column(column, overflow="fold")
         for code, entry in summary["issues_by_code"].items():
             style = "red" if entry["severity"] == "error" else "yellow"
@@ -69,7 +69,7 @@ def check(
                 f"[{style}]{code}[/]",
                 entry["severity"],
                 str(entry["count"]),
-                ", ".join(map(str, entry["rows"])),
+                ", ".join(map(str, entry["sheet_rows"])),
                 entry["example"],
             )
         console.print(issues)
