@@ -12,7 +12,6 @@ import pandas as pd
 
 from mmhe.errors import InputFileError
 
-
 EMPTY_COLUMNS: dict[str, list[str]] = {
     "trials": ["subject_id", "trial_index", "code", "category", "onset_s", "end_s"],
     "expressions": [
