@@ -200,8 +200,9 @@ def print_problems(console: Console, problems: list[dict], limit: int = 40) -> N
         title=f"Problems: {errors} errors, {len(problems) - errors} warnings",
         box=box.SIMPLE_HEAD,
     )
-    for column in ("participant", "severity", "code", "file", "row", "message"):
-        table.add_column(column, overflow="fold")
+    for column in ("participant", "severity", "code", "file", "row"):
+        table.add_column(column, no_wrap=column in ("severity", "code", "row"), overflow="fold")
+    table.add_column("message", overflow="fold", ratio=1)
     for p in problems[:limit]:
         style = "red" if p["severity"] == "error" else "yellow"
         who = p.get("folder") or p.get("subject_id") or ""

@@ -311,7 +311,7 @@ def _open_with_mne(path: Path, suffix: str, preload: bool) -> tuple[mne.io.BaseR
                 "their trials are missing from the data)"
             )
     for warning in caught:  # everything else is passed on as MNE meant it
-        if not any(str(warning.message) in p for p in problems):
+        if not any(str(warning.message).rstrip(".") in p for p in problems):
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )

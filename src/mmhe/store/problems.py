@@ -121,10 +121,20 @@ def problem_list(issues: pd.DataFrame) -> list[dict[str, Any]]:
     out = out.where(out.notna(), None)
     records = out.to_dict("records")
     for record in records:
-        record["file"] = record["file"] or ""
+        record["file"] = _printable(record["file"] or "")
+        record["message"] = _printable(record["message"])
         if record["sheet_row"] is not None:
             record["sheet_row"] = int(record["sheet_row"])
     return records
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]+")
+
+
+def _printable(text: object) -> str:
+    """`text` with control characters (from a garbage file quoted in a message) shown as
+    ``?``: they would garble a terminal, a log or a JSON reader."""
+    return _CONTROL.sub("?", str(text))
 
 
 def counts_by_participant(problems: list[dict[str, Any]]) -> dict[str | None, dict[str, int]]:
