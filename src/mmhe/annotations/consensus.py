@@ -277,6 +277,14 @@ def _dif(frames: dict[str, FrameName | None], times: dict[str, float], fps: floa
     return round((times["apex"] - times["onset"]) * fps) + 1
 
 
+def _parsed(text: str) -> FrameName | None:
+    """The frame name, or None for an empty name or one no parser reads (kept as text)."""
+    try:
+        return parse_frame_name(text) if text else None
+    except FrameNameError:
+        return None
+
+
 def _consensus_dif(g: list[dict[str, Any]], texts: dict[str, str], frames, times, fps) -> Any:
     """A ``dif`` every coder agrees on, or that of a coder whose onset and apex frame names
     the consensus kept, else recomputed (`_dif`)."""
@@ -367,9 +375,7 @@ def _merge_cluster(
                 + " left empty in the consensus (times kept)",
             }
         )
-    frames: dict[str, FrameName | None] = {
-        p: (parse_frame_name(t) if t else None) for p, t in texts.items()
-    }
+    frames: dict[str, FrameName | None] = {p: _parsed(t) for p, t in texts.items()}
 
     au_counts = Counter(a for e in g for a in e["aus"])
     aus = tuple(sorted(a for a, v in au_counts.items() if 2 * v > n_seen))
