@@ -71,7 +71,8 @@ def benchmark_command(
         raise typer.BadParameter("give --config FILE.yaml or --model NAME")
     store_path = MMHEStore(store).path
     output_folder(out, inputs=[store_path])
-    if not (out / "config.json").is_file() and any(out.iterdir()):
+    is_run = (out / "config.json").is_file() or (out / "folds").is_dir()
+    if not is_run and any(out.iterdir()):
         raise ConfigError(
             f"--out {out} holds other files and is not a benchmark run: give a new folder "
             "(an existing run folder resumes)"
