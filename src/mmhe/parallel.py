@@ -1,6 +1,7 @@
 """Run independent tasks through Dask: a local cluster, an existing one, or in-process.
 
-scheduler : None starts a `distributed.LocalCluster` (processes, one thread each);
+scheduler : None (or ``"local"``) starts a `distributed.LocalCluster` (processes, one
+thread each, dashboard off);
 ``"tcp://host:8786"`` (any address) connects to an existing scheduler; ``"sync"`` runs the
 tasks one after another in this process (debugging, tests, tiny jobs).
 """
@@ -26,6 +27,7 @@ def run_tasks(
     The first task that raises stops the run and re-raises its exception here.
     """
     progress = progress or (lambda result: None)
+    scheduler = None if scheduler == "local" else scheduler
     if not tasks:
         return []
     if scheduler == "sync":
@@ -54,7 +56,7 @@ def dask_client(scheduler: str | None, n_workers: int = 2) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     cluster = None
-    if scheduler:
+    if scheduler and scheduler != "local":
         client = Client(scheduler)
     else:
         cluster = LocalCluster(

@@ -23,7 +23,7 @@ from mmhe.errors import AlignmentError, ConfigError
 from mmhe.io.camera import FrameSequence
 from mmhe.labels import VALID_MARKERS
 
-__all__ = ["Alignment", "Timeline", "align", "build_timeline"]
+__all__ = ["Alignment", "Timeline", "align", "build_timeline", "camera_timeline"]
 
 SECONDS_PER_DAY = 86400.0
 _PAIR_BUDGET = 20_000  # candidate offsets examined by the coarse search
@@ -348,6 +348,9 @@ class Timeline:
     alignments : {"physio": Alignment, "camera": Alignment} with EEG as reference;
         absent keys for devices not given.
     camera_runs : ``frames.markers()`` (camera clock), or None without a camera.
+    clock : ``"eeg"`` (the EEG is the reference) or ``"camera"``: a session whose EEG is
+        unreadable or has no markers, kept on the camera's own clock by `camera_timeline`
+        (no trials; expressions get frame indices only, EEG and BIOPAC samples NA).
     """
 
     trials: pd.DataFrame
@@ -359,6 +362,7 @@ class Timeline:
     fps: float = 150.0
     eeg_duration_s: float | None = None
     physio_duration_s: float | None = None
+    clock: str = "eeg"
 
     def locate(self, expressions: pd.DataFrame) -> pd.DataFrame:
         """Map coding-file expressions to EEG samples, BIOPAC samples and frame indices.
@@ -422,7 +426,7 @@ class Timeline:
             method[outside] = ""
             has_cam &= ~outside
             eeg_t = np.full(n, np.nan)
-            if camera is not None:
+            if camera is not None and self.clock == "eeg":
                 eeg_t[has_cam] = camera.to_reference(cam_t[has_cam])
             frame = np.zeros(n, dtype=np.int64)
             if inside.any():
@@ -437,7 +441,8 @@ class Timeline:
                     "EEG marker onset (about one frame of uncertainty)"
                 ),
             )
-            lost = ~np.isfinite(eeg_t) & ~outside & ~no_marker
+            placed = np.isfinite(cam_t) if self.clock == "camera" else np.isfinite(eeg_t)
+            lost = ~placed & ~outside & ~no_marker
             note(lost & ~np.isfinite(tod) & ~np.isfinite(clip), f"no {point} time given")
             note(
                 lost & (np.isfinite(tod) | np.isfinite(clip)),
@@ -464,7 +469,7 @@ class Timeline:
             else:
                 out[f"physio_{point}"] = pd.array([pd.NA] * n, dtype="Int64")
             out[f"frame_{point}"] = _int_or_na(frame, inside)
-            for row in np.flatnonzero(np.isfinite(eeg_t)):
+            for row in np.flatnonzero(placed):
                 if method[row] not in methods[row]:
                     methods[row].append(method[row])
         out["located_by"] = pd.array(
@@ -483,7 +488,7 @@ class Timeline:
         sessions past midnight work), else the run's first frame time + clip seconds."""
         cam_t = np.full(tod.shape, np.nan)
         method = np.full(tod.shape, "", dtype=object)
-        if "camera" not in self.alignments:
+        if "camera" not in self.alignments and self.clock != "camera":
             return cam_t, method
         has_run = np.isfinite(anchor_first)
         near = np.where(has_run, anchor_first, self.frames.times[0])
@@ -494,6 +499,8 @@ class Timeline:
         use_clip = ~use_tod & np.isfinite(clip) & has_run
         cam_t[use_clip] = (anchor_first + clip)[use_clip]
         method[use_clip] = "clip_time"
+        if self.clock == "camera":
+            method[use_tod | use_clip] = "camera_clock_" + method[use_tod | use_clip]
         return cam_t, method
 
     def _anchor_runs(self, marker: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -588,6 +595,13 @@ def build_timeline(
     if not eeg_sfreq or eeg_sfreq <= 0:
         raise ConfigError(f"eeg_sfreq must be a positive rate in Hz, got {eeg_sfreq!r}")
     eeg = _events(eeg_markers, "EEG")
+    if eeg.onset.size == 0:
+        error = AlignmentError(
+            "the EEG has no markers: no trials and no common clock (check the trigger "
+            "channel or the marker file of the EEG recording)"
+        )
+        error.device = "EEG"
+        raise error
     alignments: dict[str, Alignment] = {}
     if physio_markers is not None:
         if not physio_sfreq or physio_sfreq <= 0:
@@ -649,4 +663,39 @@ def build_timeline(
         fps=float(fps),
         eeg_duration_s=eeg_duration_s,
         physio_duration_s=physio_duration_s,
+    )
+
+
+def camera_timeline(frames: FrameSequence, *, fps: float = 150.0) -> Timeline:
+    """A session kept on the camera's own clock, for when the EEG cannot be the reference
+    (unreadable, or without markers): expressions are located in frames by their frame
+    time of day or by clip seconds from their marker's camera run; no trials, and EEG and
+    BIOPAC samples stay NA. ``located_by`` starts with ``camera_clock_`` to flag them.
+    """
+    empty = pd.DataFrame(
+        {
+            "code": pd.Series(dtype="int64"),
+            "onset_s": pd.Series(dtype="float64"),
+            "end_s": pd.Series(dtype="float64"),
+            **{
+                c: pd.array([], dtype="Int64")
+                for c in (
+                    "eeg_start",
+                    "eeg_stop",
+                    "physio_start",
+                    "physio_stop",
+                    "frame_start",
+                    "frame_stop",
+                )
+            },
+        }
+    )
+    return Timeline(
+        trials=empty,
+        alignments={},
+        eeg_sfreq=float("nan"),
+        frames=frames,
+        camera_runs=frames.markers(),
+        fps=float(fps),
+        clock="camera",
     )

@@ -748,6 +748,8 @@ class AgreementReport:
     disagreements: pd.DataFrame
     file_summary: pd.DataFrame
     codings: dict[str, CodingFile] = field(repr=False, default_factory=dict)
+    consensus_changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Consensus cells holding a value no coder wrote (`Consensus.changes`)."""
 
     @property
     def kappa_method(self) -> str:
@@ -768,6 +770,7 @@ class AgreementReport:
             "unmatched": self.unmatched,
             "disagreements": self.disagreements,
             "consensus": self.consensus,
+            "consensus_changes": self.consensus_changes,
             "events": self.events.drop(columns=["coder_index"]),
         }
         for (target, a, b), matrix in self.confusion.items():
@@ -795,6 +798,7 @@ class AgreementReport:
                 "clusters": int(seen_by.size),
                 "clusters_seen_by_all": int((seen_by == len(self.coders)).sum()),
                 "consensus_rows": len(self.consensus),
+                "consensus_cells_changed": len(self.consensus_changes),
                 "unmatched_events": len(self.unmatched),
                 "disagreements": {str(k): int(v) for k, v in kinds.items()},
                 "detection": self.detection.to_dict("records"),
@@ -912,6 +916,7 @@ def agreement(
         disagreements=disagreements,
         file_summary=file_summary,
         codings=codings,
+        consensus_changes=consensus.changes,
     )
 
 

@@ -19,6 +19,14 @@ CASME II / SAMM corpora):
 - ME / MaE: the majority of the coders' Macro/Micro column; on a tie, or when no coder file
   has the column, the duration rule (`MeRule`) on the consensus times decides (a tie is
   reported).
+- a value every coder of the cluster wrote the same (a time, a frame name even if it cannot
+  be parsed, ``dif`` in whichever unit the file uses) is written unchanged;
+- ``dif`` when coders differ: that of a coder whose onset and apex frame names the consensus
+  took, else recomputed in the file's convention (frames with five-part names, milliseconds
+  + 1 with four-part names).
+
+Every consensus cell that holds a value no coder wrote (a median, a shifted frame name, a
+recomputed ``dif``) is listed in `Consensus.changes`.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,6 +66,45 @@ DISAGREEMENT_COLUMNS = [
 ]
 """Columns of the disagreements table (``subject`` holds names and is dropped on output)."""
 
+CHANGE_COLUMNS = [
+    "cluster",
+    "consensus_row",
+    "subject_id",
+    "marker",
+    "column",
+    "coder_values",
+    "consensus_value",
+    "reason",
+]
+"""Columns of `Consensus.changes`."""
+
+SHEET_CELLS: dict[str, str] = {
+    "OnsetTime": "onset_s",
+    "ApexTime": "apex_s",
+    "OffsetTime": "offset_s",
+    "OnsetFrame": "onset_frame_text",
+    "ApexFrame": "apex_frame_text",
+    "OffsetFrame": "offset_frame_text",
+    "Action Units": "aus",
+    "Estimated Emotion": "emotion",
+    "Macro/Micro": "kind",
+    "dif": "dif",
+}
+"""Coding-sheet column -> consensus table column, for the list of changed cells."""
+
+_CHANGE_REASONS = {
+    "onset_s": "median of the coders' times",
+    "apex_s": "median of the coders' times",
+    "offset_s": "median of the coders' times",
+    "onset_frame_text": "frame name moved to the median time",
+    "apex_frame_text": "frame name moved to the median time",
+    "offset_frame_text": "frame name moved to the median time",
+    "aus": "AUs coded by a majority of the coders",
+    "emotion": "majority emotion",
+    "kind": "duration rule on the consensus times",
+    "dif": "recomputed from the consensus frame names",
+}
+
 CONSENSUS_EXTRA_COLUMNS = [
     "cluster",
     "coders",
@@ -76,11 +123,15 @@ class Consensus:
         `CONSENSUS_EXTRA_COLUMNS`), one row per kept cluster.
     clusters : one row per cluster: cluster, coders, n_coders, in_consensus, resolution.
     ties : disagreement rows (`DISAGREEMENT_COLUMNS`) for ties and missing frame names.
+    changes : one row per consensus cell holding a value no coder wrote
+        (`CHANGE_COLUMNS`: cluster, consensus row, sheet column, coders' values, consensus
+        value, why).
     """
 
     table: pd.DataFrame
     clusters: pd.DataFrame
     ties: pd.DataFrame
+    changes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHANGE_COLUMNS))
 
 
 # ---------------------------------------------------------------- clusters
@@ -159,6 +210,9 @@ def _consensus_point(g: list[dict[str, Any]], point: str, fps: float) -> tuple[f
     """
     times = np.array([e[f"{point}_s"] for e in g], dtype=float)
     median = float(np.median(times))
+    texts = {str(e[f"{point}_frame_text"] or "") for e in g}
+    if len(texts) == 1 and np.all(times == times[0]):
+        return float(times[0]), texts.pop()  # every coder wrote the same: keep it as written
     for position in np.argsort(np.abs(times - median), kind="stable"):
         event = g[position]
         text = event[f"{point}_frame_text"]
@@ -211,14 +265,77 @@ def _votes(counter: Counter) -> str:
 
 
 def _dif(frames: dict[str, FrameName | None], times: dict[str, float], fps: float) -> int:
-    """Frames from onset to apex, inclusive (counters modulo 1000 when both names have one)."""
+    """Onset to apex, inclusive, in the coding file's convention: frames (counters modulo
+    1000) when both names have a counter, milliseconds + 1 for four-part names, frames from
+    the times when a name is missing."""
     onset, apex = frames["onset"], frames["apex"]
     if onset is not None and apex is not None:
         if onset.counter is not None and apex.counter is not None:
             return (apex.counter - onset.counter) % COUNTER_MODULUS + 1
         gap = (apex.seconds_of_day - onset.seconds_of_day) % 86400
-        return round(gap * fps) + 1
+        return round(gap * 1000) + 1
     return round((times["apex"] - times["onset"]) * fps) + 1
+
+
+def _parsed(text: str) -> FrameName | None:
+    """The frame name, or None for an empty name or one no parser reads (kept as text)."""
+    try:
+        return parse_frame_name(text) if text else None
+    except FrameNameError:
+        return None
+
+
+def _consensus_dif(g: list[dict[str, Any]], texts: dict[str, str], frames, times, fps) -> Any:
+    """A ``dif`` every coder agrees on, or that of a coder whose onset and apex frame names
+    the consensus kept, else recomputed (`_dif`)."""
+    values = {None if pd.isna(e["dif"]) else int(e["dif"]) for e in g}
+    if len(values) == 1:
+        return values.pop()
+    for e in g:
+        same = all(str(e[f"{p}_frame_text"] or "") == texts[p] for p in ("onset", "apex"))
+        if same and not pd.isna(e["dif"]):
+            return int(e["dif"])
+    return _dif(frames, times, fps)
+
+
+def _unit_of(g: list[dict[str, Any]], texts: dict[str, str]) -> Any:
+    units = {e.get("dif_unit") for e in g if not pd.isna(e.get("dif_unit"))}
+    if len(units) == 1:
+        return units.pop()
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-9
+    if a is None or (isinstance(a, float) and math.isnan(a)) or a is pd.NA:
+        return b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NA
+    return a == b
+
+
+def changed_cells(g: list[dict[str, Any]], record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The consensus cells of one cluster holding a value no coder of it wrote."""
+    out = []
+    for column, key in SHEET_CELLS.items():
+        value = record[key]
+        written = [e[key] for e in g]
+        if any(_same(value, w) for w in written):
+            continue
+        shown = [format_aus(w) if key == "aus" else w for w in written]
+        out.append(
+            {
+                "cluster": record["cluster"],
+                "subject_id": record["subject_id"],
+                "marker": record["marker"],
+                "column": column,
+                "coder_values": "; ".join(
+                    f"{e['coder']}: {'' if v is None else v}" for e, v in zip(g, shown, strict=True)
+                ),
+                "consensus_value": format_aus(value) if key == "aus" else value,
+                "reason": _CHANGE_REASONS[key],
+            }
+        )
+    return out
 
 
 def _merge_cluster(
@@ -258,9 +375,7 @@ def _merge_cluster(
                 + " left empty in the consensus (times kept)",
             }
         )
-    frames: dict[str, FrameName | None] = {
-        p: (parse_frame_name(t) if t else None) for p, t in texts.items()
-    }
+    frames: dict[str, FrameName | None] = {p: _parsed(t) for p, t in texts.items()}
 
     au_counts = Counter(a for e in g for a in e["aus"])
     aus = tuple(sorted(a for a, v in au_counts.items() if 2 * v > n_seen))
@@ -314,7 +429,8 @@ def _merge_cluster(
         "kind": kind,
         "kind_source": kind_source,
         "coded_at": max(coded) if coded else pd.NaT,
-        "dif": _dif(frames, times, fps),
+        "dif": _consensus_dif(g, texts, frames, times, fps),
+        "dif_unit": _unit_of(g, texts),
         "duration_s": total,
         "onset_apex_s": onset_apex,
         "cluster": base["cluster"],
@@ -373,6 +489,7 @@ def build_consensus(
     records: list[dict[str, Any]] = []
     ties: list[dict[str, Any]] = []
     status: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
     groups: dict[int, list[dict[str, Any]]] = {}
     for event in events.sort_values(["cluster", "coder_index"]).to_dict("records"):
         groups.setdefault(int(event["cluster"]), []).append(event)
@@ -404,6 +521,7 @@ def build_consensus(
         status.append({**entry, "in_consensus": record is not None, "resolution": resolution})
         if record is not None:
             records.append(record)
+            changes += [{**c, "consensus_row": len(records)} for c in changed_cells(g, record)]
     table = _typed(records)
     clusters = pd.DataFrame(
         status,
@@ -417,4 +535,9 @@ def build_consensus(
             "resolution",
         ],
     )
-    return Consensus(table, clusters, pd.DataFrame(ties, columns=DISAGREEMENT_COLUMNS))
+    return Consensus(
+        table,
+        clusters,
+        pd.DataFrame(ties, columns=DISAGREEMENT_COLUMNS),
+        pd.DataFrame(changes, columns=CHANGE_COLUMNS),
+    )

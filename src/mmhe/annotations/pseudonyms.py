@@ -75,5 +75,9 @@ class PseudonymMap:
             self.assign([key])
         return self._ids[key]
 
+    def get(self, name: object) -> str | None:
+        """Pseudonym of a name already in the map, else None (nothing is assigned)."""
+        return self._ids.get(subject_key(name))
+
     def __len__(self) -> int:
         return len(self._ids)

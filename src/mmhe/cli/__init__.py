@@ -42,6 +42,9 @@ from mmhe.cli import feature_commands as _feature_commands  # noqa: E402,F401
 from mmhe.cli import report_commands as _report_commands  # noqa: E402,F401
 from mmhe.cli import store_commands as _store_commands  # noqa: E402,F401
 from mmhe.cli import synth as _synth  # noqa: E402,F401
+from mmhe.cli._errors import install as _install_clean_errors  # noqa: E402
+
+_install_clean_errors(app)  # one line and an exit code instead of a traceback, every command
 
 
 def main() -> None:

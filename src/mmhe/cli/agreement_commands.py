@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmhe.annotations import MeRule
 from mmhe.annotations.agreement import AgreementReport, agreement
 from mmhe.cli._console import make_console
-from mmhe.cli.annotation_commands import annotations_app
+from mmhe.cli.annotation_commands import _me_rule, annotations_app
 
 
 def _cell(value: object) -> str:
@@ -45,7 +44,8 @@ def print_report(report: AgreementReport, console: Console, *, names: bool, max_
         f"[bold]{len(report.coders)} coders[/] ({', '.join(report.coders)}), IoU >= "
         f"{report.iou_threshold:g}: {summary['clusters']} events, "
         f"{summary['clusters_seen_by_all']} seen by all, {summary['consensus_rows']} in the "
-        f"consensus, {len(report.disagreements)} disagreements"
+        f"consensus ({summary['consensus_cells_changed']} cells hold a value no coder wrote: "
+        f"consensus_changes), {len(report.disagreements)} disagreements"
     )
     console.print(
         f"emotion kappa ({method}) [bold]{_cell(report.emotion_kappa)}[/]   "
@@ -140,6 +140,15 @@ def print_report(report: AgreementReport, console: Console, *, names: bool, max_
             max_rows,
         )
     )
+    if len(report.consensus_changes):
+        console.print(
+            _table(
+                "Consensus cells holding a value no coder wrote",
+                tables["consensus_changes"],
+                ["consensus_row", "column", "coder_values", "consensus_value", "reason"],
+                max_rows,
+            )
+        )
     if len(report.disagreements):
         counts = (
             tables["disagreements"]
@@ -172,8 +181,14 @@ def agree(
     ),
     stimuli: Path | None = typer.Option(None, help="Stimulus table CSV (marker,category)."),
     fps: float = typer.Option(150.0, help="Camera frame rate for timing in frames."),
-    me_max_total: float = typer.Option(0.5, help="ME rule: max total duration (s)."),
-    me_max_onset_apex: float = typer.Option(0.25, help="ME rule: max onset-to-apex (s)."),
+    me_max_total: float = typer.Option(
+        0.5, help="ME rule: max total duration (s); the default reproduces the paper's Fig. 2(d)."
+    ),
+    me_max_onset_apex: float | None = typer.Option(
+        None,
+        help="ME rule: also an ME when onset-to-apex <= this (s); the literature uses 0.25. "
+        "Off by default. The Macro/Micro column wins when present.",
+    ),
     rows: int = typer.Option(20, "--rows", help="Rows shown per table in the terminal."),
 ) -> None:
     """Agreement of several coders' FACS coding of the same videos, and their consensus.
@@ -190,7 +205,7 @@ def agree(
         fps=fps,
         pseudonyms=pseudonyms,
         stimuli=stimuli,
-        me_rule=MeRule(me_max_total, me_max_onset_apex),
+        me_rule=_me_rule(me_max_total, me_max_onset_apex),
     )
     if pseudonyms is not None:  # like `check`: keep the ids of new participants
         next(iter(report.codings.values())).pseudonyms.save(pseudonyms)

@@ -30,27 +30,53 @@ def benchmark_command(
     workers: int = typer.Option(2, help="Workers of a local cluster."),
 ) -> None:
     """Run a config (or one model/task/modality) and print the paper-style table."""
-    from mmhe.evaluation.results import paper_table
-    from mmhe.evaluation.runner import BenchmarkConfig, run_benchmark
+    from pydantic import ValidationError
 
+    from mmhe.cli._options import at_least, choice, choices, output_folder
+    from mmhe.cli._options import scheduler as scheduler_value
+    from mmhe.errors import ConfigError
+    from mmhe.evaluation.results import paper_table
+    from mmhe.evaluation.runner import BenchmarkConfig, _one_line, run_benchmark
+    from mmhe.models import list_models
+    from mmhe.store import MMHEStore
+
+    at_least(epochs, 1, "--epochs")
+    at_least(workers, 1, "--workers")
+    chosen = scheduler_value(scheduler)
     if config is not None:
         bench = BenchmarkConfig.load(config)
     elif model is not None:
-        bench = BenchmarkConfig(
-            runs=[
-                {
-                    "model": model,
-                    "task": task,
-                    "modalities": modality,
-                    "samples": samples,
-                    "protocol": protocol,
-                    "epochs": epochs,
-                    "seed": seed,
-                }
-            ]
-        )
+        choice(model, list_models(), "--model")
+        choice(task, ("compound", "emotion7", "kind", "trial"), "--task")
+        choice(samples, ("ME", "MaE", "both"), "--samples")
+        choice(protocol, ("loso", "group_kfold", "trial_kfold"), "--protocol")
+        modalities = choices(modality, ("face", "eeg", "physio"), "--modality")
+        try:
+            bench = BenchmarkConfig(
+                runs=[
+                    {
+                        "model": model,
+                        "task": task,
+                        "modalities": modalities,
+                        "samples": samples,
+                        "protocol": protocol,
+                        "epochs": epochs,
+                        "seed": seed,
+                    }
+                ]
+            )
+        except ValidationError as exc:
+            raise typer.BadParameter(_one_line(exc), param_hint="--model/--modality") from None
     else:
         raise typer.BadParameter("give --config FILE.yaml or --model NAME")
+    store_path = MMHEStore(store).path
+    output_folder(out, inputs=[store_path])
+    is_run = (out / "config.json").is_file() or (out / "folds").is_dir()
+    if not is_run and any(out.iterdir()):
+        raise ConfigError(
+            f"--out {out} holds other files and is not a benchmark run: give a new folder "
+            "(an existing run folder resumes)"
+        )
     console = make_console()
     with Progress(
         TextColumn("[bold]benchmark[/]"),
@@ -64,7 +90,7 @@ def benchmark_command(
             store,
             bench,
             out,
-            scheduler=None if scheduler == "local" else scheduler,
+            scheduler=chosen,
             n_workers=workers,
             progress=lambda r: progress.update(
                 bar, advance=1, description=f"{r['model']} {r['modalities']} fold {r['fold']}"

@@ -21,8 +21,13 @@ def demo_command(
     ),
 ) -> None:
     """Synthesise -> validate -> ingest -> features -> benchmark -> stats -> report."""
+    from mmhe.cli._options import choice
+    from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.demo import run_demo
     from mmhe.evaluation.results import paper_table
+
+    choice(preset, ("tiny", "demo"), "--preset")
+    chosen = scheduler_value(scheduler)
 
     console = make_console()
     started = time.perf_counter()
@@ -30,7 +35,7 @@ def demo_command(
         out,
         preset=preset,
         seed=seed,
-        scheduler=None if scheduler == "local" else scheduler,
+        scheduler=chosen,
         say=lambda text: console.print(text, highlight=False),
     )
     title = "Compound emotion (negative / positive / surprise), LOSO, pooled"

@@ -18,11 +18,21 @@ def features_command(
     modality: str = typer.Option("all", help="face, eeg, physio or all."),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
     scheduler: str | None = typer.Option(
-        None, help="Dask scheduler address, or 'sync'; default: a local cluster."
+        None, help="'local' (default: a local Dask cluster), 'sync' or a scheduler address."
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),
+    wait: float = typer.Option(
+        0.0, help="Seconds to wait for another run writing the same store (default: refuse)."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Exit code 1 on warnings too."),
 ) -> None:
-    """Face flow images, EEG band power and physiological features, cached in the store."""
+    """Face flow images, EEG band power and physiological features, cached in the store.
+
+    Prints the store's problem list (as `mmhe validate`); exit code 1 when it has errors.
+    """
+    from mmhe.cli._options import at_least, choice, choices
+    from mmhe.cli._options import scheduler as scheduler_value
+    from mmhe.cli.store_commands import _mapping_names, _store_mapping, exit_status, print_problems
     from mmhe.features.batch import (
         MODALITIES,
         FaceFeatureConfig,
@@ -31,12 +41,14 @@ def features_command(
         feature_issues,
         load_features,
     )
-    from mmhe.store import MMHEStore
+    from mmhe.store import MMHEStore, validate_store
+    from mmhe.store.problems import localise
 
-    modalities = MODALITIES if modality == "all" else tuple(modality.split(","))
-    unknown = set(modalities) - set(MODALITIES)
-    if unknown:
-        raise typer.BadParameter(f"unknown modality {sorted(unknown)}; use {MODALITIES}")
+    modalities = MODALITIES if modality == "all" else choices([modality], MODALITIES, "--modality")
+    choice(flow, ("tvl1", "dis", "farneback"), "--flow")
+    at_least(workers, 1, "--workers")
+    at_least(wait, 0, "--wait")
+    chosen = scheduler_value(scheduler)
     config = FeatureConfig(face=FaceFeatureConfig(method=flow))
     console = make_console()
     n = len(MMHEStore(store).participant_ids()) * len(modalities)
@@ -53,8 +65,9 @@ def features_command(
             store,
             modalities,
             config=config,
-            scheduler=scheduler,
+            scheduler=chosen,
             n_workers=workers,
+            wait_s=wait,
             progress=lambda s: progress.update(
                 task, advance=1, description=f"{s['modality']} {s['subject_id']}"
             ),
@@ -70,3 +83,6 @@ def features_command(
             name, str(len(frame)), shape, str(len(feature_issues(store, name, config))), folder.name
         )
     console.print(table)
+    report, problems = validate_store(store)
+    print_problems(console, localise(problems, _mapping_names(_store_mapping(Path(store)))))
+    raise typer.Exit(exit_status(report, strict))

@@ -45,10 +45,21 @@ def synth(
     clean: bool = typer.Option(False, "--clean", help="No quirks in the coding file or tree."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty folder."),
     workers: int | None = typer.Option(None, help="Participants written in parallel (Dask)."),
-    scheduler: str | None = typer.Option(None, help="Address of a running Dask scheduler."),
+    scheduler: str | None = typer.Option(
+        None, help="'local' (a local Dask cluster), 'sync' or a running scheduler's address."
+    ),
 ) -> None:
     """Write a synthetic dataset in the real MMHE file formats, with planted emotion signals."""
+    from mmhe.cli._options import choice
+    from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.synth import generate
+
+    choice(preset, ("tiny", "demo", "full-shape"), "--preset")
+    if eeg_format is not None:
+        choice(eeg_format, ("set", "edf", "bdf", "vhdr"), "--eeg-format")
+    if scheduler == "local" and workers is None:
+        workers = 2
+    scheduler = scheduler_value(scheduler)
 
     console = Console()
     with Progress(

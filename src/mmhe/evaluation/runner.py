@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmhe import __version__
 from mmhe.errors import ConfigError, InputFileError
@@ -62,8 +62,18 @@ PACKAGES = (
 )
 
 
+MODEL_MODALITIES: dict[str, tuple[str, ...]] = {
+    "flow_image": ("face",),
+    "eeg_sequence": ("eeg",),
+    "eeg_raw": ("eeg",),
+}
+"""Modalities a single-input model accepts, by its input kind (others accept any)."""
+
+
 class RunSpec(BaseModel):
-    """One combination of the benchmark."""
+    """One combination of the benchmark (unknown keys are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str
     task: Literal["compound", "emotion7", "kind", "trial"] = "compound"
@@ -77,6 +87,24 @@ class RunSpec(BaseModel):
     early_stopping: bool = False
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSpec:
+        from mmhe.models import model_spec
+
+        unknown = [m for m in self.modalities if m not in ("face", "eeg", "physio")]
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities {list(self.modalities)}: use face, eeg and/or physio")
+        kind = model_spec(self.model).input  # ConfigError naming the models if unknown
+        allowed = MODEL_MODALITIES.get(kind)
+        if allowed is not None and (len(self.modalities) != 1 or self.modalities[0] not in allowed):
+            raise ValueError(
+                f"model {self.model} reads {kind} input: modality {' or '.join(allowed)}, "
+                f"not {'+'.join(self.modalities)}"
+            )
+        if self.task == "trial" and "face" in self.modalities:
+            raise ValueError("the trial task has no face input (faces are per expression)")
+        return self
+
     def key(self) -> str:
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         name = f"{self.model}-{self.task}-{'+'.join(self.modalities)}-{self.protocol}"
@@ -84,7 +112,13 @@ class RunSpec(BaseModel):
 
 
 class BenchmarkConfig(BaseModel):
-    """A benchmark: runs (each may leave fields to `defaults`), features, bootstrap."""
+    """A benchmark: runs (each may leave fields to `defaults`), features, bootstrap.
+
+    Unknown keys are refused, at the top, in `features` and in every run (a typo such as
+    ``modalitis:`` would otherwise be ignored); every run is checked when the config is made.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     title: str = "mmhe benchmark"
     defaults: dict[str, Any] = Field(default_factory=dict)
@@ -96,6 +130,19 @@ class BenchmarkConfig(BaseModel):
     def specs(self) -> list[RunSpec]:
         return [RunSpec(**{**self.defaults, **run}) for run in self.runs]
 
+    @model_validator(mode="after")
+    def _runs_valid(self) -> BenchmarkConfig:
+        if not self.runs:
+            raise ValueError("runs: give at least one run")
+        for number, run in enumerate(self.runs, start=1):
+            try:
+                RunSpec(**{**self.defaults, **run})
+            except ValidationError as exc:
+                raise ValueError(f"run {number}: {_one_line(exc)}") from None
+            except ConfigError as exc:
+                raise ValueError(f"run {number}: {exc}") from None
+        return self
+
     @classmethod
     def load(cls, path: str | Path) -> BenchmarkConfig:
         path = Path(path)
@@ -103,11 +150,23 @@ class BenchmarkConfig(BaseModel):
             raise InputFileError(path, "benchmark config not found")
         try:
             return cls.model_validate(yaml.safe_load(path.read_text()))
-        except Exception as exc:  # yaml or validation errors, reported with the file
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: not a valid benchmark config: {_one_line(exc)}") from None
+        except Exception as exc:  # yaml errors, reported with the file
             raise ConfigError(f"{path}: not a valid benchmark config: {exc}") from exc
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``where: what`` for each problem."""
+    parts = []
+    for e in exc.errors():
+        where = ".".join(map(str, e["loc"]))
+        what = e["msg"].replace("Value error, ", "")
+        parts.append(f"{where}: {what}" if where else what)
+    return "; ".join(parts)
 
 
 def _folds(spec: RunSpec, data: TaskData) -> list:

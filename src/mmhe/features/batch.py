@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mmhe.features.windows import EEG_WINDOW, PHYSIO_WINDOW, window_bounds
 
@@ -53,6 +53,8 @@ FEATURE_FORMAT = 1
 class FaceFeatureConfig(BaseModel):
     """Optical-flow image of each expression (onset -> apex), STSTNet style."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
+
     method: Literal["tvl1", "dis", "farneback"] = "tvl1"
     size: int = Field(28, ge=8)
     registration: bool = True
@@ -60,6 +62,8 @@ class FaceFeatureConfig(BaseModel):
 
 class EEGFeatureConfig(BaseModel):
     """Band power per 1-s window of the filtered, re-referenced EEG (published baseline)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
 
     l_freq: float = 1.0
     h_freq: float = 47.0
@@ -75,11 +79,14 @@ class EEGFeatureConfig(BaseModel):
 class PhysioFeatureConfig(BaseModel):
     """NeuroKit2 features in a window locked to the onset (autonomic responses lag)."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
+
     start: tuple[str, float] = PHYSIO_WINDOW.start
     end: tuple[str, float] = PHYSIO_WINDOW.end
 
 
 class FeatureConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
     face: FaceFeatureConfig = FaceFeatureConfig()
     eeg: EEGFeatureConfig = EEGFeatureConfig()
     physio: PhysioFeatureConfig = PhysioFeatureConfig()
@@ -389,42 +396,50 @@ def compute_features(
     scheduler: str | None = None,
     n_workers: int = 2,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    wait_s: float = 0.0,
 ) -> dict[str, Path]:
-    """Compute (or reuse) the features of every participant; returns {modality: folder}."""
+    """Compute (or reuse) the features of every participant; returns {modality: folder}.
+
+    One run writes a store's features at a time (`mmhe.store.lock.StoreLock`; another run
+    waits `wait_s` seconds, then refuses); a cache that misses participants added to the
+    store since is completed, not reused as it is.
+    """
     from mmhe.parallel import run_tasks
     from mmhe.store import MMHEStore
+    from mmhe.store.lock import StoreLock
 
     store = MMHEStore(store_path)
     config = config or FeatureConfig()
+    ids = store.participant_ids()
     folders, tasks = {}, []
-    for modality in modalities:
-        folder = feature_dir(store, modality, config)
-        folders[modality] = folder
-        if (folder / "complete.json").is_file():
-            continue
-        (folder / "participants").mkdir(parents=True, exist_ok=True)
-        for leftover in (folder / "participants").glob(".tmp-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        (folder / "config.json").write_text(
-            json.dumps(
-                {
-                    "modality": modality,
-                    "store_version": store.path.name,
-                    "params": getattr(config, modality).model_dump(),
-                },
-                indent=2,
+    with StoreLock(store.path, command="features", wait_s=wait_s) as lock:
+        for modality in modalities:
+            folder = feature_dir(store, modality, config)
+            folders[modality] = folder
+            complete = folder / "complete.json"
+            if complete.is_file():
+                if set(ids) <= set(json.loads(complete.read_text()).get("participants", [])):
+                    continue
+                complete.unlink()  # participants added since: compute theirs, keep the rest
+            (folder / "participants").mkdir(parents=True, exist_ok=True)
+            lock.clean_leftovers(folder / "participants")
+            (folder / "config.json").write_text(
+                json.dumps(
+                    {
+                        "modality": modality,
+                        "store_version": store.path.name,
+                        "params": getattr(config, modality).model_dump(),
+                    },
+                    indent=2,
+                )
             )
-        )
-        tasks += [
-            (_participant, str(store.path), sid, modality, config, str(folder))
-            for sid in store.participant_ids()
-        ]
-    run_tasks(tasks, scheduler, n_workers, progress)
-    for folder in folders.values():
-        if not (folder / "complete.json").is_file():
-            (folder / "complete.json").write_text(
-                json.dumps({"participants": store.participant_ids()})
-            )
+            tasks += [
+                (_participant, str(store.path), sid, modality, config, str(folder)) for sid in ids
+            ]
+        run_tasks(tasks, scheduler, n_workers, progress)
+        for folder in folders.values():
+            if not (folder / "complete.json").is_file():
+                (folder / "complete.json").write_text(json.dumps({"participants": ids}))
     return folders
 
 

@@ -80,7 +80,31 @@ def read_eeg(path: str | Path, *, preload: bool = False, montage: bool = True) -
     Returns the Raw with channel names as written in the file, data in volts, types set
     by name: the 64 Neuroscan channels eeg, HEO/VEO eog, EKG ecg, EMG emg, Trigger stim.
     Raises InputFileError when the file (or a Curry sidecar) is missing, the extension
-    is unknown, or the file is truncated or corrupt.
+    is unknown, the file is corrupt, or its data are shorter than its header and markers
+    say (see `read_eeg_checked` to keep a truncated recording and get the problems).
+    """
+    raw, problems = read_eeg_checked(path, preload=preload, montage=montage)
+    if problems:
+        raise InputFileError(path, "; ".join(problems), TRUNCATED_HINT)
+    return raw
+
+
+TRUNCATED_HINT = "the file is truncated: copy it again from the recording computer"
+
+
+def read_eeg_checked(
+    path: str | Path, *, preload: bool = False, montage: bool = True
+) -> tuple[mne.io.BaseRaw, list[str]]:
+    """Like `read_eeg`, but a recording shorter than its header and markers say is returned
+    with the problems instead of raising: (raw, problems), problems empty when complete.
+
+    Checked: a data file that ends inside a sample (BrainVision, Curry: its size against
+    channels x bytes per sample), fewer samples than the header's count (BrainVision
+    ``DataPoints``, Curry ``NumSamples``; EDF/BDF records and EEGLAB `.fdt` sizes are
+    checked by MNE and raise, and so does a short Curry file, which MNE cannot open), and
+    markers at or beyond the last sample (any format; MNE
+    drops them with only a warning, which would silently lose their trials).
+    Raises InputFileError for anything unreadable, and for a recording with no samples.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -92,14 +116,136 @@ def read_eeg(path: str | Path, *, preload: bool = False, montage: bool = True) -
         )
     if not path.is_file():
         raise InputFileError(path, "file not found", "give the path of an existing EEG file")
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "is empty (0 bytes)", TRUNCATED_HINT)
+    problems: list[str] = []
     if suffix == ".cdt":
         _check_curry_sidecars(path)
+        short = _curry_length_problems(path)
+        if short:  # MNE's Curry reader cannot open a short .cdt at all
+            raise InputFileError(path, "; ".join(short), TRUNCATED_HINT)
+    elif suffix == ".vhdr":
+        _check_brainvision_data(path)
 
-    raw = _open_with_mne(path, suffix, preload)
+    raw, dropped = _open_with_mne(path, suffix, preload)
+    if raw.n_times == 0:
+        raise InputFileError(path, "holds no samples", TRUNCATED_HINT)
+    if suffix == ".vhdr":
+        problems += _brainvision_length_problems(path, raw)
+    else:
+        problems += dropped
     _set_channel_types(raw)
     if montage:
         raw.set_montage(_standard_montage(), match_case=False, on_missing="ignore")
-    return raw
+    return raw, problems
+
+
+# ------------------------------------------------------------------ length checks
+
+_BRAINVISION_BYTES = {"INT_16": 2, "UINT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}
+
+
+def _header_fields(text: str) -> dict[str, str]:
+    """``key=value`` (BrainVision) and ``key = value`` (Curry) lines, keys in lower case."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith(";"):
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def _brainvision_data_file(path: Path) -> tuple[Path, dict[str, str]]:
+    fields = _header_fields(_read_text(path))
+    name = fields.get("datafile") or path.with_suffix(".eeg").name
+    return path.with_name(name), fields
+
+
+def _check_brainvision_data(path: Path) -> None:
+    data, _ = _brainvision_data_file(path)
+    if data.is_file() and data.stat().st_size == 0:
+        raise InputFileError(
+            data, f"the data file of {path.name} is empty (0 bytes)", TRUNCATED_HINT
+        )
+
+
+def _brainvision_length_problems(path: Path, raw: mne.io.BaseRaw) -> list[str]:
+    data, fields = _brainvision_data_file(path)
+    problems = []
+    n_channels = int(fields.get("numberofchannels", "0") or 0)
+    width = _BRAINVISION_BYTES.get(fields.get("binaryformat", "").upper())
+    if fields.get("dataformat", "BINARY").upper() == "BINARY" and width and n_channels:
+        size, frame = data.stat().st_size, n_channels * width
+        if size % frame:
+            problems.append(
+                f"{data.name} ends inside a sample ({size} bytes is not a whole number of "
+                f"{n_channels} channels x {width} bytes)"
+            )
+    declared = fields.get("datapoints")
+    if declared and declared.isdigit() and int(declared) > raw.n_times:
+        problems.append(
+            f"the header promises {int(declared)} samples, {data.name} holds {raw.n_times}"
+        )
+    marker_file = path.with_name(fields.get("markerfile") or path.with_suffix(".vmrk").name)
+    if marker_file.is_file():
+        beyond = []
+        for match in _VMRK_LINE.finditer(_read_text(marker_file)):
+            position, size = int(match["position"]), int(match["size"] or 1)
+            if position > raw.n_times or (size > 1 and position + size - 1 > raw.n_times):
+                beyond.append((match["description"].strip(), position, size))
+        if beyond:
+            shown = ", ".join(
+                f"{d or '?'} at sample {p}" + (f" (+{s - 1})" if s > 1 else "")
+                for d, p, s in beyond[:5]
+            )
+            problems.append(
+                f"{len(beyond)} marker(s) in {marker_file.name} lie at or run past the end of "
+                f"the data (sample {raw.n_times}): {shown}"
+            )
+    return problems
+
+
+# Mk<n>=<type>,<description>,<position>,<size>,<channel>[,<date>]
+_VMRK_LINE = re.compile(
+    r"^Mk\d+=(?P<type>[^,]*),(?P<description>[^,]*),(?P<position>\d+),(?P<size>\d*)",
+    re.MULTILINE,
+)
+
+
+def _curry_header(path: Path) -> Path | None:
+    for suffix in (".dpa", ".dpo"):
+        header = path.with_name(path.name + suffix)
+        if header.is_file():
+            return header
+    return None
+
+
+def _curry_length_problems(path: Path) -> list[str]:
+    """The .cdt size against the header's samples x channels (binary formats only)."""
+    header = _curry_header(path)
+    if header is None:
+        return []
+    fields = _header_fields(_read_text(header))
+    try:
+        n_samples = int(fields["numsamples"]) * max(1, int(fields.get("numtrials", "1")))
+        n_channels = int(fields["numchannels"])
+    except (KeyError, ValueError):
+        return []  # MNE reports a header it cannot use
+    if fields.get("databyteorder", "").upper() == "ASCII":
+        return []
+    expected = n_samples * n_channels * 4
+    size = path.stat().st_size
+    if size < expected:
+        held = size // (n_channels * 4)
+        return [
+            f"{path.name} holds {size} bytes = {held} of the {n_samples} samples of "
+            f"{n_channels} channels that {header.name} promises"
+        ]
+    return []
 
 
 def _check_curry_sidecars(path: Path) -> None:
@@ -124,11 +270,16 @@ def _mne_reader(suffix: str) -> Callable[..., mne.io.BaseRaw]:
     }[suffix]
 
 
-def _open_with_mne(path: Path, suffix: str, preload: bool) -> mne.io.BaseRaw:
-    """Open with MNE; any failure of MNE's reader on this file becomes an InputFileError."""
+def _open_with_mne(path: Path, suffix: str, preload: bool) -> tuple[mne.io.BaseRaw, list[str]]:
+    """Open with MNE; any failure of MNE's reader on this file becomes an InputFileError.
+
+    Returns (raw, problems): MNE's warnings that markers outside the data were dropped or
+    cut short become problems (a sign of a truncated data file).
+    """
     reader = _mne_reader(suffix)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             # MNE only warns when an EDF/BDF is shorter than its header says (it then
             # keeps the records present): a truncated file is an error here.
             warnings.filterwarnings(
@@ -151,7 +302,20 @@ def _open_with_mne(path: Path, suffix: str, preload: bool) -> mne.io.BaseRaw:
             f"cannot be read as {SUPPORTED_EXTENSIONS[suffix]}: {type(exc).__name__}: {exc}",
             "the file is truncated, corrupt or incomplete (check its companion files)",
         ) from exc
-    return raw
+    problems = []
+    for warning in caught:
+        text = str(warning.message)
+        if "outside data range" in text or "outside the data range" in text:
+            problems.append(
+                f"MNE: {text.rstrip('.')} (markers at or past sample {raw.n_times}: "
+                "their trials are missing from the data)"
+            )
+    for warning in caught:  # everything else is passed on as MNE meant it
+        if not any(str(warning.message).rstrip(".") in p for p in problems):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return raw, problems
 
 
 def _set_channel_types(raw: mne.io.BaseRaw) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 STORE_FORMAT = 1
 """Bumped when the store layout changes; part of every version hash."""
@@ -22,6 +22,8 @@ class IngestConfig(BaseModel):
     frame_color : ``rgb`` or ``grey``.
     include_rest : keep the rest block (marker 100) as a trial.
     """
+
+    model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
 
     trial_padding_s: float = Field(0.0, ge=0.0)
     frame_context: int = Field(10, ge=0)

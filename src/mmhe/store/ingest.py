@@ -14,14 +14,15 @@ Store layout::
 Participants run in parallel through Dask: a local cluster by default, or an existing
 scheduler (``scheduler="tcp://host:8786"``); ``scheduler="sync"`` runs in this process.
 A participant folder that exists is complete (it was renamed into place at the end), so a
-re-run skips it and finishes the rest; leftovers of a killed run are removed.
+re-run skips it and finishes the rest. One run writes a store version at a time
+(`StoreLock`, ``.mmhe.lock`` with the holder's pid and host); temporary folders carry the
+run's id, and leftovers of killed runs are removed only while holding the lock.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,16 +32,25 @@ from typing import Any
 import pandas as pd
 
 from mmhe import __version__
-from mmhe.annotations import PseudonymMap, read_coding_file
+from mmhe.annotations import PseudonymMap
+from mmhe.annotations.coding_file import TABLE_COLUMNS
 from mmhe.annotations.parsing import subject_key
+from mmhe.errors import ConfigError
 from mmhe.parallel import run_tasks
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import Discovery, Layout, ParticipantFiles, discover
+from mmhe.store.lock import StoreLock
 from mmhe.store.participant import (
     file_digest,
     folder_digest,
     inspect_participant,
     write_participant,
+)
+from mmhe.store.problems import (
+    coding_issue_records,
+    issue_frame,
+    load_coding,
+    participants_table_records,
 )
 from mmhe.store.redact import Redactor, name_redactor
 
@@ -60,23 +70,26 @@ def _ingest_one(
     version_dir: Path,
     root: Path,
     redact: Redactor,
+    tmp_name: str,
 ) -> dict[str, Any]:
-    """Inspect and write one participant; runs on a Dask worker. Returns its summary."""
+    """Inspect and write one participant; runs on a Dask worker. Returns its summary.
+
+    tmp_name : this run's temporary folder name (see `StoreLock.temp_name`), renamed into
+        place when the participant is complete.
+    """
     final = version_dir / "participants" / subject_id
     if final.exists():
         return json.loads((final / "summary.json").read_text())
     started = time.perf_counter()
     found = inspect_participant(files, subject_id, rows, config)
-    found.findings = [
-        replace(f, message=redact(f.message), file=redact(_relative(f.file, root)))
-        for f in found.findings
-    ]
+    found.clean = lambda f: replace(
+        f, message=redact(f.message), file=redact(_relative(f.file, root)) if f.file else ""
+    )
     if found.expressions is not None and "locate_problem" in found.expressions:
         found.expressions["locate_problem"] = found.expressions["locate_problem"].map(
             lambda t: t if pd.isna(t) else redact(t)
         )
-    tmp = version_dir / "participants" / f".tmp-{subject_id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = version_dir / "participants" / tmp_name
     counts = write_participant(found, tmp, config)
     inputs = [
         {"path": redact(_relative(p, root)), "bytes": p.stat().st_size, "blake2b": file_digest(p)}
@@ -97,7 +110,7 @@ def _ingest_one(
         "modalities": [
             m
             for m, ok in (
-                ("eeg", found.raw is not None),
+                ("eeg", found.raw is not None and found.trials is not None),
                 ("physio", found.physio is not None),
                 ("camera", found.frames is not None),
             )
@@ -116,6 +129,13 @@ def _ingest_one(
     return summary
 
 
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temporary name in the same folder, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
 def ingest(
     raw: str | Path,
     out: str | Path,
@@ -126,47 +146,98 @@ def ingest(
     scheduler: str | None = None,
     n_workers: int = 2,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    prefer: str | list[str] | None = None,
+    sheet: str | int = 0,
+    wait_s: float = 0.0,
 ) -> Path:
     """Ingest the raw tree `raw` into the store `out`; returns the version folder.
 
     pseudonyms : private name -> pseudonym CSV, read and extended (default: beside the store,
         ``<out>.pseudonyms.csv``, never inside it).
+    prefer : extensions tried first when a folder holds several EEG or BIOPAC files
+        (the conflict is reported either way); sheet : the coding file's sheet.
+    wait_s : seconds to wait when another run writes the same store version (then
+        `StoreBusyError`); a store version has one writer at a time (`StoreLock`).
     Participants with problems are still written with what could be read; every problem is
     in the `issues` tables and no coding-file expression disappears: expressions in the
-    coding file = stored + reported as not located.
+    coding file = stored + reported as not located, and rejected coding rows are issues.
     """
     raw, out = Path(raw), Path(out)
     config = config or IngestConfig()
     started = time.perf_counter()
-    found: Discovery = discover(raw, layout)
-    mapping_path = Path(pseudonyms) if pseudonyms else out.with_name(out.name + ".pseudonyms.csv")
-    names = PseudonymMap.load(mapping_path)
-    coding = read_coding_file(found.coding_file, pseudonyms=names) if found.coding_file else None
-    names.assign(found.participants)
-    names.save(mapping_path)
-    sid_of = {key: names.id_for(key) for key in found.participants}
-    redact = name_redactor(found, names, coding)
-
+    found: Discovery = discover(raw, layout, prefer=prefer)
+    _check_out(raw, out)
     version_dir = out / config.version()
-    (version_dir / "participants").mkdir(parents=True, exist_ok=True)
-    for leftover in (version_dir / "participants").glob(".tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    table = coding_rows(coding)
-    orphans = orphan_rows(table, sid_of.values())
-    tasks = []
-    for key, files in sorted(found.participants.items(), key=lambda kv: sid_of[kv[0]]):
-        rows = table[table["subject_id"] == sid_of[key]].reset_index(drop=True)
-        tasks.append((_ingest_one, files, sid_of[key], rows, config, version_dir, raw, redact))
-    summaries = run_tasks(tasks, scheduler, n_workers, progress)
-    summaries.sort(key=lambda s: s["subject_id"])
+    with StoreLock(version_dir, command="ingest", wait_s=wait_s) as lock:
+        mapping_path = (
+            Path(pseudonyms) if pseudonyms else out.with_name(out.name + ".pseudonyms.csv")
+        )
+        names = PseudonymMap.load(mapping_path)
+        coding, coding_problems = load_coding(found, names, sheet)
+        names.assign(found.participants)
+        names.save(mapping_path)
+        sid_of = {key: names.id_for(key) for key in found.participants}
+        redact = name_redactor(found, names, coding)
 
-    store_issues = _store_issues(found, coding, orphans, redact)
-    store_issues.to_parquet(version_dir / "issues.parquet", index=False)
-    _participants_table(found, summaries, sid_of, redact).to_parquet(
-        version_dir / "participants.parquet", index=False
-    )
+        (version_dir / "participants").mkdir(parents=True, exist_ok=True)
+        lock.clean_leftovers(version_dir / "participants")
+        table = coding_rows(coding)
+        orphans = orphan_rows(table, sid_of.values())
+        tasks = []
+        for key, files in sorted(found.participants.items(), key=lambda kv: sid_of[kv[0]]):
+            sid = sid_of[key]
+            rows = table[table["subject_id"] == sid].reset_index(drop=True)
+            tasks.append(
+                (
+                    _ingest_one,
+                    files,
+                    sid,
+                    rows,
+                    config,
+                    version_dir,
+                    raw,
+                    redact,
+                    lock.temp_name(sid),
+                )
+            )
+        summaries = run_tasks(tasks, scheduler, n_workers, progress)
+        summaries.sort(key=lambda s: s["subject_id"])
+
+        people, people_problems = participants_table_records(found)
+        store_issues = issue_frame(
+            _store_issue_records(found, orphans, redact)
+            + coding_problems
+            + people_problems
+            + coding_issue_records(coding, names, redact)
+        )
+        store_issues.to_parquet(version_dir / "issues.parquet", index=False)
+        _participants_table(people, summaries, sid_of).to_parquet(
+            version_dir / "participants.parquet", index=False
+        )
+        write_json(
+            version_dir / "manifest.json",
+            _manifest(version_dir, config, found, raw, coding, summaries, orphans, started),
+        )
+        write_json(out / "latest.json", {"version": version_dir.name})
+    return version_dir
+
+
+def _check_out(raw: Path, out: Path) -> None:
+    """Refuse a store inside the raw tree (raw data are never modified) or a raw tree
+    inside the store."""
+    raw_r, out_r = raw.resolve(), out.resolve()
+    if out_r == raw_r or raw_r in out_r.parents:
+        raise ConfigError(
+            f"--out {out} lies inside the raw tree {raw}: raw data are never modified; "
+            "choose a store folder outside it"
+        )
+    if out_r in raw_r.parents:
+        raise ConfigError(f"the raw tree {raw} lies inside the store folder {out}: choose another")
+
+
+def _manifest(version_dir, config, found, raw, coding, summaries, orphans, started) -> dict:
     not_located = int(sum(s["counts"].get("not_located", 0) for s in summaries))
-    manifest = {
+    return {
         "mmhe_version": __version__,
         "store_format": 1,
         "version": version_dir.name,
@@ -196,15 +267,13 @@ def ingest(
         },
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (out / "latest.json").write_text(json.dumps({"version": version_dir.name}))
-    return version_dir
 
 
 def coding_rows(coding) -> pd.DataFrame:
-    """The coding file's expressions without names (an empty table without a coding file)."""
+    """The coding file's expressions without names (an empty table of the same columns
+    without a coding file)."""
     if coding is None:
-        return pd.DataFrame(columns=["subject_id", "row", "marker"])
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in TABLE_COLUMNS if c != "subject"})
     return coding.deidentified()
 
 
@@ -213,9 +282,9 @@ def orphan_rows(table: pd.DataFrame, subject_ids) -> pd.DataFrame:
     return table[~table["subject_id"].isin(set(subject_ids))]
 
 
-def _store_issues(
-    found: Discovery, coding, orphans: pd.DataFrame, redact: Redactor
-) -> pd.DataFrame:
+def _store_issue_records(
+    found: Discovery, orphans: pd.DataFrame, redact: Redactor
+) -> list[dict[str, Any]]:
     rows = [
         {
             "subject_id": None,
@@ -227,19 +296,6 @@ def _store_issues(
         }
         for p in found.problems
     ]
-    if coding is not None:
-        sid_by_row = dict(zip(coding.table["row"], coding.table["subject_id"], strict=True))
-        for issue in coding.issues:
-            rows.append(
-                {
-                    "subject_id": sid_by_row.get(issue.row),
-                    "row": issue.row,
-                    "severity": issue.severity,
-                    "code": f"coding_{issue.code}",
-                    "message": redact(issue.message),
-                    "file": "coding_file",
-                }
-            )
     for row in orphans.itertuples():
         rows.append(
             {
@@ -248,21 +304,17 @@ def _store_issues(
                 "severity": "error",
                 "code": "expression_not_located",
                 "message": "no raw folder for this participant",
-                "file": "coding_file",
+                "file": "",
             }
         )
-    frame = pd.DataFrame(rows, columns=["subject_id", "row", "severity", "code", "message", "file"])
-    frame["row"] = frame["row"].astype("Int64")
-    return frame
+    return rows
 
 
 def _participants_table(
-    found: Discovery, summaries: list[dict[str, Any]], sid_of: dict[str, str], redact: Redactor
+    people: pd.DataFrame | None, summaries: list[dict[str, Any]], sid_of: dict[str, str]
 ) -> pd.DataFrame:
     demographics = pd.DataFrame(columns=["key", "sex", "age"])
-    if found.participants_table is not None:
-        sep = "\t" if found.participants_table.suffix == ".tsv" else ","
-        people = pd.read_csv(found.participants_table, sep=sep, dtype=str)
+    if people is not None:
         name_column = next(
             (c for c in ("subject", "participant_id", "name") if c in people), people.columns[0]
         )
@@ -272,7 +324,7 @@ def _participants_table(
                 "sex": people.get("sex", pd.Series(dtype=str)),
                 "age": pd.to_numeric(people.get("age", pd.Series(dtype=str)), errors="coerce"),
             }
-        )
+        ).drop_duplicates("key")
     by_key = demographics.set_index("key")
     records = []
     for summary in summaries:
@@ -293,4 +345,20 @@ def _participants_table(
                 "warnings": summary["warnings"],
             }
         )
-    return pd.DataFrame(records)
+    return pd.DataFrame(
+        records,
+        columns=[
+            "subject_id",
+            "sex",
+            "age",
+            "status",
+            "modalities",
+            "n_trials",
+            "n_expressions",
+            "n_not_located",
+            "eeg_sfreq",
+            "physio_sfreq",
+            "errors",
+            "warnings",
+        ],
+    )

@@ -55,6 +55,11 @@ class ParticipantFiles:
     camera: Path | None = None
     clips: Path | None = None
     problems: list[str] = field(default_factory=list)
+    candidates: dict[str, list[Path]] = field(default_factory=dict)
+    """Every file matching the `eeg` / `biopac` patterns, in the order they are tried
+    (the `prefer` order, then the layout's); more than one is a conflict to report."""
+    preferred: bool = False
+    """True when a `prefer` rule put the chosen file first."""
 
     def inputs(self) -> list[Path]:
         return [p for p in (self.eeg, self.biopac) if p is not None]
@@ -79,13 +84,46 @@ def _first(base: Path, patterns: list[str], *, dirs: bool = False) -> Path | Non
     return None
 
 
-def discover(root: str | Path, layout: Layout | str | Path | None = None) -> Discovery:
+def _all(base: Path, patterns: list[str], prefer: tuple[str, ...]) -> list[Path]:
+    """Every file matching `patterns` (pattern order, then name), files whose extension is
+    in `prefer` first (in `prefer` order)."""
+    hits: list[Path] = []
+    for pattern in patterns:
+        hits += [p for p in sorted(base.glob(pattern)) if p.is_file() and p not in hits]
+
+    def rank(path: Path) -> int:
+        suffix = path.suffix.lower()
+        return prefer.index(suffix) if suffix in prefer else len(prefer)
+
+    return sorted(hits, key=rank)  # stable: the layout order within one rank
+
+
+def normalise_prefer(prefer: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """``"set,cdt"`` or ``[".set", "cdt"]`` -> ``(".set", ".cdt")``."""
+    if prefer is None:
+        return ()
+    items = prefer.split(",") if isinstance(prefer, str) else list(prefer)
+    return tuple(
+        ("." + item.strip().lstrip(".")).lower() for item in items if item.strip().lstrip(".")
+    )
+
+
+def discover(
+    root: str | Path,
+    layout: Layout | str | Path | None = None,
+    *,
+    prefer: str | list[str] | tuple[str, ...] | None = None,
+) -> Discovery:
     """Find the coding file and every participant folder with its device files.
 
     A participant folder is any folder matching `participant_dirs` that holds at least one
     device file or camera folder; its key is the normalised folder name (`subject_key`,
     so ``liyan20230802`` and ``LiYan`` are both ``liyan``).
+    prefer : file extensions tried first when a folder holds several EEG or BIOPAC files
+        (e.g. ``".set"``); every candidate is kept in `ParticipantFiles.candidates`, so
+        the conflict is still reported.
     """
+    order = normalise_prefer(prefer)
     root = Path(root)
     if not root.is_dir():
         raise InputFileError(root, "raw folder not found", "give the root of a raw MMHE tree")
@@ -107,13 +145,17 @@ def discover(root: str | Path, layout: Layout | str | Path | None = None) -> Dis
         }
     )
     for folder in folders:
+        eeg = _all(folder, layout.eeg, order)
+        biopac = _all(folder, layout.biopac, order)
         files = ParticipantFiles(
             key=subject_key(folder.name),
             folder=folder,
-            eeg=_first(folder, layout.eeg),
-            biopac=_first(folder, layout.biopac),
+            eeg=eeg[0] if eeg else None,
+            biopac=biopac[0] if biopac else None,
             camera=_first(folder, layout.camera, dirs=True),
             clips=_first(folder, layout.clips, dirs=True),
+            candidates={"eeg": eeg, "biopac": biopac},
+            preferred=any(p.suffix.lower() in order for p in eeg + biopac),
         )
         if files.eeg is None and files.biopac is None and files.camera is None:
             continue  # not a participant folder
@@ -121,7 +163,10 @@ def discover(root: str | Path, layout: Layout | str | Path | None = None) -> Dis
             if getattr(files, piece) is None:
                 files.problems.append(f"no {piece} data found")
         if files.key in found.participants:
-            found.problems.append(f"two folders for one participant: {folder.name}")
+            found.problems.append(
+                f"two folders for one participant: {found.participants[files.key].folder.name} "
+                f"and {folder.name} (kept the first); merge or rename one"
+            )
             continue
         found.participants[files.key] = files
     if not found.participants:

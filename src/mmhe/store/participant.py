@@ -19,6 +19,7 @@ from mmhe.errors import AlignmentError, MMHEError
 from mmhe.labels import REST_MARKER, STIMULUS_MARKERS, stimulus_categories
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import ParticipantFiles
+from mmhe.store.problems import issue_frame
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Inspection:
     trials: pd.DataFrame | None = None
     expressions: pd.DataFrame | None = None
     unrecorded_frames: int = 0
+    clean: Any = field(default=lambda finding: finding, repr=False)
+    """Finding -> Finding applied when issues are written (ingest: names -> pseudonyms)."""
 
     def add(self, severity: str, code: str, message: str, file: Path | str | None = None) -> None:
         self.findings.append(Finding(severity, code, message, str(file or "")))
@@ -72,6 +75,12 @@ def count_dropped_frames(frames) -> tuple[int, int]:
     return int(missing[short].sum()), int(missing[missing > DROPPED_FRAME_MAX_RUN].sum())
 
 
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, MMHEError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"  # a reader library failing on a corrupt file
+
+
 def _read(inspection: Inspection, what: str, path: Path | None, reader, code: str):
     if path is None:
         inspection.add(
@@ -83,11 +92,146 @@ def _read(inspection: Inspection, what: str, path: Path | None, reader, code: st
         return None
     try:
         return reader(path)
-    except MMHEError as exc:
-        inspection.add("error", code, str(exc), path)
-    except Exception as exc:  # a reader library failing on a corrupt file
-        inspection.add("error", code, f"{type(exc).__name__}: {exc}", path)
+    except Exception as exc:
+        inspection.add("error", code, _failure(exc), path)
     return None
+
+
+_DEVICE_WORDS = {"eeg": "EEG", "biopac": "BIOPAC"}
+
+
+def _read_device(inspection: Inspection, what: str, reader, code: str):
+    """Read one device, trying every candidate file in order; several candidates are a
+    reported conflict naming them all (an error, or a warning when `--prefer` chose)."""
+    files = inspection.files
+    candidates = files.candidates.get(what) or (
+        [getattr(files, what)] if getattr(files, what) else []
+    )
+    if len(candidates) <= 1:
+        value = _read(inspection, what, candidates[0] if candidates else None, reader, code)
+        return value, candidates[0] if candidates else None
+    failures: dict[Path, str] = {}
+    chosen, value = None, None
+    for path in candidates:
+        try:
+            value, chosen = reader(path), path
+            break
+        except Exception as exc:
+            failures[path] = _failure(exc)
+    names = ", ".join(_local_name(p, files.folder) for p in candidates)
+    word = _DEVICE_WORDS[what]
+    if chosen is None:
+        for path, reason in failures.items():
+            inspection.add("error", code, reason, path)
+        inspection.add(
+            "error",
+            f"{what}_ambiguous",
+            f"{len(candidates)} {word} files ({names}) and none can be read",
+            files.folder,
+        )
+        return None, None
+    skipped = "; ".join(
+        f"{_local_name(p, files.folder)} not readable: {reason}" for p, reason in failures.items()
+    )
+    preferred = files.preferred and chosen == candidates[0]
+    inspection.add(
+        "warning" if preferred else "error",
+        f"{what}_ambiguous",
+        f"{len(candidates)} {word} files ({names}); used {_local_name(chosen, files.folder)}"
+        + (f" ({skipped})" if skipped else "")
+        + ("" if preferred else f"; keep one, or choose with --prefer {chosen.suffix.lower()}"),
+        files.folder,
+    )
+    return value, chosen
+
+
+def _local_name(path: Path, folder: Path) -> str:
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return path.name
+
+
+def _physio_findings(found: Inspection, physio, path: Path) -> bool:
+    """Empty or NaN BIOPAC signals as findings; False when nothing usable is left."""
+    signals = physio.signals
+    if len(signals) == 0 or signals.shape[1] == 0:
+        found.add(
+            "error",
+            "biopac_empty",
+            "the BIOPAC file holds no samples (empty export?): export the recording again",
+            path,
+        )
+        return False
+    values = signals.to_numpy(dtype=float)
+    missing = np.isnan(values)
+    if missing.all():
+        found.add(
+            "error",
+            "biopac_all_nan",
+            f"every BIOPAC sample is NaN ({len(signals)} samples x {signals.shape[1]} channels): "
+            "export the recording again",
+            path,
+        )
+        return False
+    for column, mask in zip(signals.columns, missing.T, strict=True):
+        if not mask.any():
+            continue
+        edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        longest = int(np.argmax(stops - starts))
+        found.add(
+            "warning",
+            "physio_nan",
+            f"BIOPAC channel {column}: {int(mask.sum())} NaN samples in {len(starts)} run(s), "
+            f"longest {int(stops[longest] - starts[longest])} samples from "
+            f"{starts[longest] / physio.sfreq:.3f} s (stored as NaN; windows over them give NaN)",
+            path,
+        )
+    return True
+
+
+def _no_physio_markers_message(physio) -> str:
+    if not physio.has_trigger_lines:
+        return "the BIOPAC file has no Digital (STP Input) trigger lines: it cannot be aligned"
+    text = physio.markers.attrs.get("message")
+    base = "the BIOPAC file has no trigger markers (its digital trigger lines never carry a code)"
+    return f"{base}: {text}" if text else base
+
+
+def _truncation_findings(found: Inspection) -> None:
+    """The EEG ends while another device still records a stimulus: a cut EEG file."""
+    timeline, raw = found.timeline, found.raw
+    duration = raw.n_times / float(raw.info["sfreq"])
+    camera = timeline.alignments.get("camera")
+    if camera is not None and timeline.camera_runs is not None and len(timeline.camera_runs):
+        ends = camera.to_reference(timeline.camera_runs["last_s"].to_numpy(dtype=float))
+        late = ends > duration + 1.0 / timeline.fps
+        if late.any():
+            last = int(np.argmax(ends))
+            found.add(
+                "error",
+                "eeg_truncated",
+                f"the EEG ends at {duration:.3f} s but the camera recorded marker "
+                f"{int(timeline.camera_runs['code'].iloc[last])} until {ends[last]:.3f} s "
+                f"on the EEG clock ({int(late.sum())} camera run(s) past the EEG end): the EEG "
+                "file looks truncated; its last trial is cut short",
+                found.files.eeg,
+            )
+            return
+    physio = timeline.alignments.get("physio")
+    if physio is not None and found.physio is not None and len(found.physio.markers):
+        onsets = physio.to_reference(found.physio.markers["onset_s"].to_numpy(dtype=float))
+        late = onsets > duration
+        if late.any():
+            found.add(
+                "error",
+                "eeg_truncated",
+                f"the EEG ends at {duration:.3f} s but the BIOPAC saw {int(late.sum())} marker(s) "
+                f"after it (codes {found.physio.markers['code'][late].tolist()[:5]}): the EEG "
+                "file looks truncated",
+                found.files.eeg,
+            )
 
 
 def inspect_participant(
@@ -97,31 +241,48 @@ def inspect_participant(
 
     expressions : the coding-file rows of this participant (de-identified table).
     Never raises for bad data: problems are `Inspection.findings`; expressions that cannot be
-    located keep NA sample indices and a `locate_problem`.
+    located keep NA sample indices and a `locate_problem`. Without a usable EEG clock
+    (unreadable EEG, or no markers) expressions are located on the camera's own clock
+    (`mmhe.sync.camera_timeline`): their face frames survive, flagged.
     """
     from mmhe.io.biopac import read_biopac
     from mmhe.io.camera import FrameSequence
-    from mmhe.io.eeg import eeg_markers, read_eeg
+    from mmhe.io.eeg import eeg_markers, read_eeg_checked
     from mmhe.sync import build_timeline
 
     found = Inspection(subject_id, files)
     for problem in files.problems:
         found.add("warning", "missing_file", problem, files.folder)
-    found.raw = _read(
-        found, "eeg", files.eeg, lambda p: read_eeg(p, preload=False), "eeg_unreadable"
-    )
-    found.physio = _read(found, "biopac", files.biopac, read_biopac, "biopac_unreadable")
+
+    def eeg_reader(path):
+        raw, problems = read_eeg_checked(path, preload=False)
+        return raw, problems, eeg_markers(raw)
+
+    eeg, files.eeg = _read_device(found, "eeg", eeg_reader, "eeg_unreadable")
+    if eeg is not None:
+        found.raw, truncation, found.markers["eeg"] = eeg
+        for problem in truncation:
+            found.add("error", "eeg_truncated", problem, files.eeg)
+        if len(found.markers["eeg"]) == 0:
+            found.add(
+                "error",
+                "no_eeg_markers",
+                found.markers["eeg"].attrs.get("message")
+                or "the EEG recording has no stimulus markers (100..148): no trials can be cut",
+                files.eeg,
+            )
+    found.physio, files.biopac = _read_device(found, "biopac", read_biopac, "biopac_unreadable")
+    if found.physio is not None and not _physio_findings(found, found.physio, files.biopac):
+        found.physio = None
     found.frames = _read(found, "camera", files.camera, FrameSequence, "camera_unreadable")
 
-    if found.raw is not None:
-        found.markers["eeg"] = eeg_markers(found.raw)
     if found.physio is not None:
         found.markers["physio"] = found.physio.markers
         if len(found.physio.markers) == 0:
             found.add(
                 "warning",
                 "no_physio_markers",
-                "the BIOPAC file has no trigger markers",
+                _no_physio_markers_message(found.physio),
                 files.biopac,
             )
     if found.frames is not None:
@@ -132,10 +293,9 @@ def inspect_participant(
         found.unrecorded_frames = unrecorded
 
     rows = expressions.copy()
-    if found.raw is None:
-        rows["locate_problem"] = "EEG unreadable or missing: no timeline"
-        found.expressions = rows
-        return found
+    if found.raw is None or len(found.markers["eeg"]) == 0:
+        reason = "EEG unreadable or missing" if found.raw is None else "EEG without markers"
+        return _camera_clock(found, rows, reason)
     physio_markers = (
         found.physio.markers if found.physio is not None and len(found.physio.markers) else None
     )
@@ -165,15 +325,14 @@ def inspect_participant(
             elif device == "camera" and frames is not None:
                 frames = None
             else:
-                rows["locate_problem"] = f"devices could not be aligned: {exc}"
-                found.expressions = rows
-                return found
+                return _camera_clock(found, rows, f"devices could not be aligned: {exc}")
     if physio_markers is None:
         found.physio = None  # unreadable, without markers, or not alignable: not stored
     found.frames = frames
     for device, alignment in found.timeline.alignments.items():
         for warning in alignment.warnings:
             found.add("warning", "poor_alignment", f"{device}: {warning}")
+    _truncation_findings(found)
     trials = found.timeline.trials
     keep = trials["code"].isin(STIMULUS_MARKERS) | (
         config.include_rest & (trials["code"] == REST_MARKER)
@@ -183,6 +342,39 @@ def inspect_participant(
         found.timeline.locate(rows)
         if len(rows)
         else rows.assign(locate_problem=pd.Series(dtype="object"))
+    )
+    return found
+
+
+def _camera_clock(found: Inspection, rows: pd.DataFrame, reason: str) -> Inspection:
+    """No EEG clock: locate expressions on the camera's own clock when there are frames."""
+    from mmhe.sync import camera_timeline
+
+    if found.physio is not None:
+        found.add(
+            "warning",
+            "physio_not_stored",
+            f"BIOPAC data not stored: {reason}, so there is no clock to align it to",
+            found.files.biopac,
+        )
+        found.physio = None
+    if found.frames is None or len(found.frames) == 0 or not len(found.frames.markers()):
+        rows["locate_problem"] = f"{reason}: no timeline"
+        found.expressions = rows
+        return found
+    found.timeline = camera_timeline(found.frames)
+    found.expressions = (
+        found.timeline.locate(rows)
+        if len(rows)
+        else rows.assign(locate_problem=pd.Series(dtype="object"))
+    )
+    kept = int(found.expressions["locate_problem"].isna().sum()) if len(rows) else 0
+    found.add(
+        "warning",
+        "camera_clock_only",
+        f"{reason}: {kept} of {len(rows)} expression(s) located on the camera's own clock "
+        "(face frames stored; no EEG or BIOPAC samples, located_by camera_clock_*)",
+        found.files.camera,
     )
     return found
 
@@ -309,7 +501,7 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
                 found.add(
                     "error",
                     "frames_unreadable",
-                    f"coding row {int(row['row'])}: {exc}",
+                    f"coding-file sheet row {int(row['row']) + 1}: {exc}",
                     found.files.camera,
                 )
                 continue
@@ -373,6 +565,26 @@ def _write_physio(group, found: Inspection, trials: pd.DataFrame) -> None:
     trials["n_physio_samples"] = lengths.astype(int)
 
 
+def issue_records(found: Inspection, expressions: pd.DataFrame) -> list[dict[str, Any]]:
+    """The participant's rows of the `issues` table: its findings (passed through
+    `found.clean`, e.g. a redactor) and one row per expression that could not be located."""
+    sid = found.subject_id
+    records = [{"subject_id": sid, "row": None, **found.clean(f).__dict__} for f in found.findings]
+    if expressions is not None and "locate_problem" in expressions:
+        records += [
+            {
+                "subject_id": sid,
+                "row": int(r.row),
+                "severity": "error",
+                "code": "expression_not_located",
+                "message": found.clean(Finding("error", "", str(r.locate_problem))).message,
+                "file": "",
+            }
+            for r in expressions[expressions["locate_problem"].notna()].itertuples()
+        ]
+    return records
+
+
 def _tables(
     found: Inspection, trials: pd.DataFrame, expressions: pd.DataFrame, out_dir: Path
 ) -> None:
@@ -412,23 +624,7 @@ def _tables(
     ]
     table = expressions.copy()
     table["aus"] = [list(map(int, a)) for a in table["aus"]]
-    records = [{"subject_id": sid, "row": None, **f.__dict__} for f in found.findings]
-    if "locate_problem" in table:
-        records += [
-            {
-                "subject_id": sid,
-                "row": int(r.row),
-                "severity": "error",
-                "code": "expression_not_located",
-                "message": r.locate_problem,
-                "file": "",
-            }
-            for r in table[table["locate_problem"].notna()].itertuples()
-        ]
-    issues = pd.DataFrame(
-        records, columns=["subject_id", "row", "severity", "code", "message", "file"]
-    )
-    issues["row"] = issues["row"].astype("Int64")
+    issues = issue_frame(issue_records(found, table))
     outputs = {
         "trials": trials,
         "expressions": table,

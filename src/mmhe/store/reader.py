@@ -12,6 +12,28 @@ import pandas as pd
 
 from mmhe.errors import InputFileError
 
+EMPTY_COLUMNS: dict[str, list[str]] = {
+    "trials": ["subject_id", "trial_index", "code", "category", "onset_s", "end_s"],
+    "expressions": [
+        "expression_id",
+        "row",
+        "subject_id",
+        "marker",
+        "emotion",
+        "compound",
+        "kind",
+        "aus",
+        "locate_problem",
+        "trial_index",
+        "stored_frames",
+    ],
+    "events": ["subject_id", "device", "onset_s", "code"],
+    "alignment": ["subject_id", "device", "offset_s", "drift_ppm", "n_matched"],
+    "issues": ["subject_id", "row", "severity", "code", "message", "file"],
+    "action_units": ["expression_id", "subject_id", "au", "name", "region"],
+}
+"""Columns of each table when a store has no participant folder with that table."""
+
 
 def _as_list(value: object) -> list | None:
     if value is None:
@@ -65,8 +87,13 @@ class MMHEStore:
         """Table `name` of the given participants, concatenated (their files only)."""
         files = [self.path / "participants" / sid / f"{name}.parquet" for sid in subject_ids]
         parts = [pd.read_parquet(f) for f in files if f.is_file()]  # unknown ids: no rows
-        parts = [p for p in parts if len(p)]
-        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        filled = [p for p in parts if len(p)]
+        if filled:
+            table = pd.concat(filled, ignore_index=True)
+        elif parts:  # no rows anywhere: keep the columns (and types) of a written table
+            table = max(parts, key=lambda p: p.shape[1]).iloc[0:0]
+        else:
+            table = pd.DataFrame(columns=EMPTY_COLUMNS.get(name, []))
         if name == "expressions" and len(table):
             table["aus"] = [tuple(int(a) for a in x) for x in table["aus"]]
         return table

@@ -14,15 +14,25 @@ if TYPE_CHECKING:
 class Redactor:
     """Case-insensitive replacement of every known name (longest first) by its pseudonym.
 
+    Whole words only: a name is replaced where no letter touches it on either side
+    (digits, ``_``, ``/`` and punctuation may), so a short name never eats into words.
+
     >>> Redactor({"liyan": "sub-001"})("/raw/LiYan20230802/EEG failed")
     '/raw/sub-00120230802/EEG failed'
+    >>> Redactor({"an": "sub-002"})("cannot read an_1_146_an_20230718.avi")
+    'cannot read sub-002_1_146_sub-002_20230718.avi'
     """
 
     def __init__(self, names_to_ids: Mapping[str, str]) -> None:
         self._ids = {name.casefold(): sid for name, sid in names_to_ids.items() if name.strip()}
         names = sorted(self._ids, key=len, reverse=True)
         self._pattern = (
-            re.compile("|".join(re.escape(n) for n in names), re.IGNORECASE) if names else None
+            re.compile(
+                r"(?<![^\W\d_])(?:" + "|".join(re.escape(n) for n in names) + r")(?![^\W\d_])",
+                re.IGNORECASE,
+            )
+            if names
+            else None
         )
 
     def __call__(self, text: object) -> str:

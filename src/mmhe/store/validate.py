@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mmhe.annotations import PseudonymMap, read_coding_file
+from mmhe.annotations import PseudonymMap
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import Layout, discover
+from mmhe.store.problems import (
+    PROBLEM_COLUMNS,
+    coding_issue_records,
+    counts_by_participant,
+    issue_frame,
+    load_coding,
+    participants_table_records,
+    problem_list,
+    strip_console_only,
+)
 from mmhe.store.redact import name_redactor
 
 REPORT_COLUMNS = [
@@ -41,52 +52,87 @@ def _status(errors: int, warnings: int) -> str:
     return "error" if errors else "warning" if warnings else "ok"
 
 
+def _frame_findings(found_p) -> None:
+    """Read the onset, apex and offset frames of every located expression (and look at the
+    size of every frame of its span), so corrupt frames show before ingest."""
+    frames, expressions = found_p.frames, found_p.expressions
+    if frames is None or expressions is None or "frame_onset" not in expressions:
+        return
+    bad: dict[int, str] = {}
+    for row in expressions.itertuples():
+        if not pd.isna(getattr(row, "locate_problem", None)):
+            continue
+        points = [getattr(row, f"frame_{p}") for p in ("onset", "apex", "offset")]
+        if any(pd.isna(p) for p in points):
+            continue
+        first, last = int(points[0]), int(points[2])
+        for i in sorted({*points, *range(first, last + 1)}):
+            i = int(i)
+            if i in bad or i < 0 or i >= len(frames):
+                continue
+            path = frames.path(i)
+            try:
+                if path.stat().st_size == 0:
+                    bad[i] = f"{path.name} is empty (0 bytes)"
+                elif i in points:
+                    frames.read(i)
+            except Exception as exc:
+                bad[i] = f"{path.name}: {exc}"
+    for i, text in sorted(bad.items()):
+        found_p.add("error", "frames_unreadable", f"frame {i}: {text}", frames.path(i))
+
+
 def validate_raw(
     raw: str | Path,
     *,
     layout: Layout | str | Path | None = None,
     pseudonyms: str | Path | None = None,
+    prefer: str | list[str] | None = None,
+    sheet: str | int = 0,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Inspect every participant of a raw tree without writing anything.
 
-    Returns (report: one row per participant + a ``TOTAL`` row, problems: list of dicts).
+    Returns (report: one row per participant, a ``(store)`` row for problems of no
+    participant when there are any, and a ``TOTAL`` row; problems: list of dicts, the
+    same list `ingest` would store, see `mmhe.store.problems`). Each problem also carries
+    ``folder``, the participant's folder name on disk, for a console only.
     """
-    from mmhe.store.ingest import coding_rows, orphan_rows
-    from mmhe.store.participant import count_dropped_frames, inspect_participant
+    from mmhe.store.ingest import _relative, _store_issue_records, coding_rows, orphan_rows
+    from mmhe.store.participant import count_dropped_frames, inspect_participant, issue_records
 
-    found = discover(raw, layout)
+    raw = Path(raw)
+    found = discover(raw, layout, prefer=prefer)
     names = PseudonymMap.load(pseudonyms) if pseudonyms else PseudonymMap()
-    coding = read_coding_file(found.coding_file, pseudonyms=names) if found.coding_file else None
+    coding, coding_problems = load_coding(found, names, sheet)
     names.assign(found.participants)
     redact = name_redactor(found, names, coding)
     table = coding_rows(coding)
-    coding_issues = pd.DataFrame()
-    if coding is not None:
-        sid_by_row = dict(zip(coding.table["row"], coding.table["subject_id"], strict=True))
-        coding_issues = coding.issues_frame().assign(subject_id=lambda f: f["row"].map(sid_by_row))
-    problems = [
-        {"subject_id": None, "severity": "warning", "code": "discovery", "message": redact(p)}
-        for p in found.problems
-    ]
-    rows = []
+    orphans = orphan_rows(table, map(names.id_for, found.participants))
+    _, people_problems = participants_table_records(found)
+    records = (
+        _store_issue_records(found, orphans, redact)
+        + coding_problems
+        + people_problems
+        + coding_issue_records(coding, names, redact)
+    )
+
+    def clean(finding):
+        return replace(
+            finding,
+            message=redact(finding.message),
+            file=redact(_relative(finding.file, raw)) if finding.file else "",
+        )
+
+    details = []
     for key, files in sorted(found.participants.items(), key=lambda kv: names.id_for(kv[0])):
         sid = names.id_for(key)
         found_p = inspect_participant(files, sid, table[table["subject_id"] == sid], IngestConfig())
-        mine = (
-            coding_issues[coding_issues["subject_id"] == sid]
-            if len(coding_issues)
-            else coding_issues
-        )
+        _frame_findings(found_p)
+        found_p.clean = clean
+        records += issue_records(found_p, found_p.expressions)
         align = found_p.timeline.alignments if found_p.timeline is not None else {}
-        dropped = count_dropped_frames(found_p.frames)[0] if found_p.frames is not None else 0
-        not_located = (
-            int(found_p.expressions["locate_problem"].notna().sum())
-            if found_p.expressions is not None and "locate_problem" in found_p.expressions
-            else 0
-        )
-        errors = sum(f.severity == "error" for f in found_p.findings) + not_located
-        warnings = sum(f.severity == "warning" for f in found_p.findings)
-        rows.append(
+        expressions = found_p.expressions
+        details.append(
             {
                 "subject_id": sid,
                 "eeg": found_p.raw is not None,
@@ -104,53 +150,22 @@ def validate_raw(
                     f"{d}_residual_ms": align[d].residual_ms_max if d in align else None
                     for d in ("physio", "camera")
                 },
-                "dropped_frames": dropped,
-                "coding_errors": int((mine["severity"] == "error").sum()) if len(mine) else 0,
-                "coding_warnings": int((mine["severity"] == "warning").sum()) if len(mine) else 0,
-                "expressions": 0 if found_p.expressions is None else len(found_p.expressions),
-                "not_located": not_located,
-                "missing_or_unreadable": sum(
-                    f.code.startswith(
-                        ("missing", "eeg_unreadable", "biopac_unreadable", "camera_unreadable")
-                    )
-                    for f in found_p.findings
+                "dropped_frames": (
+                    count_dropped_frames(found_p.frames)[0] if found_p.frames is not None else 0
                 ),
-                "errors": errors,
-                "warnings": warnings,
-                "status": _status(errors, warnings),
+                "expressions": 0 if expressions is None else len(expressions),
+                "not_located": (
+                    int(expressions["locate_problem"].notna().sum())
+                    if expressions is not None and "locate_problem" in expressions
+                    else 0
+                ),
             }
         )
-        problems += [
-            {
-                "subject_id": sid,
-                "severity": f.severity,
-                "code": f.code,
-                "message": redact(f.message),
-            }
-            for f in found_p.findings
-        ]
-        if found_p.expressions is not None and "locate_problem" in found_p.expressions:
-            for r in found_p.expressions[
-                found_p.expressions["locate_problem"].notna()
-            ].itertuples():
-                problems.append(
-                    {
-                        "subject_id": sid,
-                        "severity": "error",
-                        "code": "expression_not_located",
-                        "message": f"coding row {r.row}: {redact(r.locate_problem)}",
-                    }
-                )
-    for r in orphan_rows(table, map(names.id_for, found.participants)).itertuples():
-        problems.append(
-            {
-                "subject_id": r.subject_id,
-                "severity": "error",
-                "code": "expression_not_located",
-                "message": f"coding row {r.row}: no raw folder for this participant",
-            }
-        )
-    return _with_total(pd.DataFrame(rows, columns=REPORT_COLUMNS)), problems
+    problems = problem_list(issue_frame(records))
+    folders = {names.id_for(k): f.folder.name for k, f in found.participants.items()}
+    for p in problems:
+        p["folder"] = folders.get(p["subject_id"] or "", "")
+    return _report(details, problems), problems
 
 
 def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
@@ -159,16 +174,22 @@ def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
 
     store = MMHEStore(path)
     issues = store.issues()
-    problems = issues.astype(object).where(issues.notna(), None).to_dict("records")
     trials, expressions, alignment = store.trials(), store.expressions(), store.alignment()
-    rows = []
+    events = store.events()
+    extra = []
+    details = []
     for sid in store.participant_ids():
         counts = store.manifest["participants"].get(sid, {}).get("counts", {})
-        t = trials[trials["subject_id"] == sid] if len(trials) else trials
-        e = expressions[expressions["subject_id"] == sid] if len(expressions) else expressions
+        t = trials[trials["subject_id"] == sid]
+        e = expressions[expressions["subject_id"] == sid]
         mismatches = []
         if counts.get("trials", 0) != len(t):
-            mismatches.append(f"manifest lists {counts.get('trials')} trials, table {len(t)}")
+            listed = counts.get("trials")
+            mismatches.append(
+                f"the table holds {len(t)} trials but manifest.json lists "
+                + ("none (no trial count)" if listed is None else str(listed))
+                + ": the store is damaged; ingest again into a new folder"
+            )
         if len(t):
             shape = store.eeg(sid).shape
             if shape[0] != len(t) or shape[2] < int(t["n_eeg_samples"].max()):
@@ -182,59 +203,97 @@ def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
                 mismatches.append(
                     f"{e_row.expression_id}: {n} frames stored, table says {e_row.stored_frames}"
                 )
-        for text in mismatches:
-            problems.append(
-                {"subject_id": sid, "severity": "error", "code": "store_mismatch", "message": text}
-            )
-        mine = issues[issues["subject_id"] == sid]
+        extra += [
+            {
+                "subject_id": sid,
+                "row": None,
+                "severity": "error",
+                "code": "store_mismatch",
+                "message": text,
+                "file": "",
+            }
+            for text in mismatches
+        ]
         a = (
             alignment[alignment["subject_id"] == sid].set_index("device")
             if len(alignment)
             else pd.DataFrame()
         )
-        errors = int((mine["severity"] == "error").sum()) + len(mismatches)
-        warnings = int((mine["severity"] == "warning").sum())
-        rows.append(
+        mine = issues[issues["subject_id"] == sid]
+        device_events = events[events["subject_id"] == sid]["device"]
+        details.append(
             {
                 "subject_id": sid,
                 "eeg": len(t) > 0,
                 "physio": "n_physio_samples" in t and bool(t["n_physio_samples"].gt(0).any()),
                 "camera": bool(len(e) and (e["stored_frames"] > 0).any()),
-                "eeg_markers": int(
-                    (store.events().query("subject_id == @sid and device == 'eeg'")).shape[0]
-                ),
-                "physio_markers": int(
-                    store.events().query("subject_id == @sid and device == 'physio'").shape[0]
-                ),
-                "camera_markers": int(
-                    store.events().query("subject_id == @sid and device == 'camera'").shape[0]
-                ),
+                **{
+                    f"{d}_markers": int((device_events == d).sum())
+                    for d in ("eeg", "physio", "camera")
+                },
                 "physio_matched": int(a["n_matched"].get("physio", 0)) if len(a) else 0,
                 "camera_matched": int(a["n_matched"].get("camera", 0)) if len(a) else 0,
                 "physio_residual_ms": a["residual_ms_max"].get("physio") if len(a) else None,
                 "camera_residual_ms": a["residual_ms_max"].get("camera") if len(a) else None,
                 "dropped_frames": int(mine["code"].eq("dropped_frames").sum()),
-                "coding_errors": int(
-                    (mine["code"].str.startswith("coding_") & (mine["severity"] == "error")).sum()
-                ),
-                "coding_warnings": int(
-                    (mine["code"].str.startswith("coding_") & (mine["severity"] == "warning")).sum()
-                ),
                 "expressions": len(e),
                 "not_located": int(e["locate_problem"].notna().sum()),
-                "missing_or_unreadable": int(
-                    mine["code"]
-                    .str.startswith(
-                        ("missing", "eeg_unreadable", "biopac_unreadable", "camera_unreadable")
-                    )
-                    .sum()
-                ),
-                "errors": errors,
-                "warnings": warnings,
-                "status": _status(errors, warnings),
             }
         )
-    return _with_total(pd.DataFrame(rows, columns=REPORT_COLUMNS)), problems
+    problems = problem_list(pd.concat([issues, issue_frame(extra)], ignore_index=True))
+    return _report(details, problems), problems
+
+
+MISSING_CODES = ("missing", "eeg_unreadable", "biopac_unreadable", "camera_unreadable")
+
+
+def _report(details: list[dict[str, Any]], problems: list[dict]) -> pd.DataFrame:
+    """Per-participant rows with error and warning counts taken from `problems`, a
+    ``(store)`` row for problems of no participant, and a TOTAL row: totals = the list."""
+    counts = counts_by_participant(problems)
+    missing: dict[str | None, int] = {}
+    for p in problems:
+        if str(p["code"]).startswith(MISSING_CODES):
+            missing[p["subject_id"]] = missing.get(p["subject_id"], 0) + 1
+    rows = []
+    zero = {"errors": 0, "warnings": 0, "coding_errors": 0, "coding_warnings": 0}
+    for detail in details:
+        mine = counts.get(detail["subject_id"], zero)
+        rows.append(
+            {
+                **detail,
+                **mine,
+                "missing_or_unreadable": missing.get(detail["subject_id"], 0),
+                "status": _status(mine["errors"], mine["warnings"]),
+            }
+        )
+    known = {d["subject_id"] for d in details}
+    other = {"errors": 0, "warnings": 0, "coding_errors": 0, "coding_warnings": 0}
+    for sid, c in counts.items():
+        if sid not in known:
+            for k in other:
+                other[k] += c[k]
+    if other["errors"] or other["warnings"]:
+        rows.append(
+            {
+                "subject_id": STORE_ROW,
+                **{c: 0 for c in REPORT_COLUMNS if c not in {"subject_id", "status"}},
+                "eeg": False,
+                "physio": False,
+                "camera": False,
+                "physio_residual_ms": None,
+                "camera_residual_ms": None,
+                **other,
+                "missing_or_unreadable": sum(v for k, v in missing.items() if k not in known),
+                "status": _status(other["errors"], other["warnings"]),
+            }
+        )
+    return _with_total(pd.DataFrame(rows, columns=REPORT_COLUMNS))
+
+
+STORE_ROW = "(store)"
+"""Report row of the problems that belong to no participant (coding file, discovery,
+expressions of participants without a raw folder)."""
 
 
 def _with_total(report: pd.DataFrame) -> pd.DataFrame:
@@ -243,7 +302,7 @@ def _with_total(report: pd.DataFrame) -> pd.DataFrame:
         for c in REPORT_COLUMNS
         if c not in {"subject_id", "status"} and not c.endswith("_residual_ms")
     ]
-    total: dict[str, Any] = {c: report[c].sum() if len(report) else 0 for c in numeric}
+    total: dict[str, Any] = {c: int(report[c].sum()) if len(report) else 0 for c in numeric}
     total.update(subject_id="TOTAL", status=_status(int(total["errors"]), int(total["warnings"])))
     return pd.concat([report, pd.DataFrame([total])], ignore_index=True)
 
@@ -263,7 +322,9 @@ def write_report(
     json_path: Path | None = None,
     html_path: Path | None = None,
 ) -> None:
-    """Write the health report as JSON and/or a self-contained HTML page."""
+    """Write the health report as JSON and/or a self-contained HTML page (pseudonyms only:
+    the console-only ``folder`` of each problem is left out)."""
+    problems = strip_console_only(problems)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(
@@ -280,9 +341,7 @@ def write_report(
         )
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        problem_table = pd.DataFrame(
-            problems, columns=["subject_id", "severity", "code", "message"]
-        )
+        problem_table = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
         html_path.write_text(
             "<!doctype html><html><head><meta charset='utf-8'><title>mmhe health report</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

@@ -1,0 +1,5 @@
+"""`python -m mmhe`: the `mmhe` command."""
+
+from mmhe.cli import main
+
+main()
