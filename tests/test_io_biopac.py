@@ -40,7 +40,7 @@ LABELS = [  # the 17 columns of the real AcqKnowledge export, in its order
     *DIGITAL,
     "ECG rate (.5 - 35 Hz)",
 ]
-UNITS = ["Volts", "Volts", "mV", "Deg F", "microsiemens", "mV", "mV", "Deg F"]
+UNITS = ["Volts", "Volts", "mV", "Deg C", "microsiemens", "mV", "mV", "Deg C"]
 UNITS = [*UNITS, *["Volts"] * 8, "BPM"]
 # Code held from start to stop (samples). 101 -> 102 switch without idle; 77 is noise.
 PLAN = [(1000, 3000, 100), (4000, 6000, 101), (6000, 8000, 102), (9000, 9500, 77)]
@@ -77,9 +77,14 @@ def planted_lines(
 
 
 def export_columns(seed: int = 11) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The 17 export columns (samples x channels) with planted markers and one glitch."""
+    """The 17 export columns (samples x channels) with planted markers and one glitch.
+
+    Noise within each channel's physical range (skin temperature about 33 deg C, skin
+    conductance about 5 uS), so the read-time checks mask nothing."""
     rng = np.random.default_rng(seed)
     data = rng.normal(size=(N_SAMPLES, len(LABELS)))
+    data[:, [3, 7]] = 33.0 + 0.5 * data[:, [3, 7]]
+    data[:, 4] = 5.0 + 0.5 * data[:, 4]
     lines, expected = planted_lines(PLAN, N_SAMPLES)
     start, stop, bit = GLITCH
     lines[start:stop, bit] = 5.0
@@ -240,7 +245,8 @@ def test_mat_v5_export(tmp_path: Path) -> None:
     assert set(recording.signals.columns) == set(CANONICAL_COLUMNS)
     analog = [j for j, label in enumerate(LABELS) if label not in DIGITAL]
     np.testing.assert_array_equal(recording.signals.to_numpy(), data[:, analog])
-    assert recording.units["EDA"] == "microsiemens" and recording.units["ECG_RATE"] == "BPM"
+    assert recording.file_units["EDA"] == "microsiemens" and recording.units["EDA"] == "uS"
+    assert recording.units["ECG_RATE"] == "BPM" and recording.bad_segments.empty
     assert recording.channel_labels["EMG_B"] == "EMG B, X, EMG2-R"
     assert recording.original_rates == dict.fromkeys(CANONICAL_COLUMNS, SFREQ)
     assert recording.events.empty and list(recording.events.columns) == [
@@ -338,7 +344,7 @@ def test_multi_rate_acq_with_module_names_and_events(tmp_path: Path) -> None:
     base = 2000.0
     n_base = 8000  # 4 s
     lines, expected = planted_lines([(2000, 5000, 123)], n_base)
-    ramp = np.arange(n_base // 2, dtype=float)  # EDA at 1000 Hz: 0, 1, 2, ...
+    ramp = 2.0 + np.arange(n_base // 2) / 1000.0  # EDA at 1000 Hz: 2, 2.001, ... uS
     channels = [
         ("ECG - ECG100C", "mV", 1, np.sin(np.arange(n_base) / 50.0)),
         ("EDA100C", "microsiemens", 2, ramp),
@@ -363,12 +369,17 @@ def test_multi_rate_acq_with_module_names_and_events(tmp_path: Path) -> None:
     assert recording.n_samples == n_base
     signals = recording.signals
     # Linear interpolation: exact at the original sample instants, a ramp stays a ramp.
-    np.testing.assert_allclose(signals["EDA"][: n_base - 1], np.arange(n_base - 1) / 2.0)
+    np.testing.assert_allclose(signals["EDA"][: n_base - 1], 2.0 + np.arange(n_base - 1) / 2000.0)
     np.testing.assert_array_equal(signals["RSP"][::500], channels[2][3])
     np.testing.assert_allclose(signals["RSP"][250], 2.0)  # halfway between 0 and 4
     assert (signals["SKT_A"] == 33.0).all() and (signals["SKT_B"] == 34.0).all()
     np.testing.assert_array_equal(signals["ECG"], channels[0][3])
     assert recording.units["RSP"] == "Volts" and recording.units["Pressure"] == "mmHg"
+    # the EMG channel is all zeros: a flat line, masked and reported, nothing else is
+    assert signals["EMG_A"].isna().all() and not signals.drop(columns="EMG_A").isna().any().any()
+    bad = recording.bad_segments
+    assert bad["channel"].tolist() == ["EMG_A"] and "flat line" in bad["reason"].iloc[0]
+    assert recording.unknown_channels == ["Pressure"]
 
     assert recording.markers["code"].tolist() == [123]
     assert abs(recording.markers["onset_s"][0] - expected[0][0] / base) <= 1 / base
@@ -420,7 +431,8 @@ def test_module_names_are_recognised() -> None:
     assert canonical_channel_names(["ECG - ECG100C", "ECG rate (.5 - 35 Hz)"]) == [
         "ECG", "ECG_RATE"
     ]  # fmt: skip
-    assert canonical_channel_names(["ECG100C", "EKG"]) == ["ECG_A", "ECG_B"]
+    # two raw channels of one role: the first keeps the role's name
+    assert canonical_channel_names(["ECG100C", "EKG"]) == ["ECG", "ECG_2"]
     assert canonical_channel_names(["Custom, X, RSPEC-R", "Custom, X, RSPEC-R"]) == [
         "Custom, X, RSPEC-R", "Custom, X, RSPEC-R (2)"
     ]  # fmt: skip
