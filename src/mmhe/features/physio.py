@@ -140,9 +140,10 @@ def eda_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
     if x is None:
         return nan_result(EDA_FEATURES, [*flags, problem])
     try:
-        tonic, amplitudes = _eda_decomposition(x, sfreq)
+        tonic, info = _eda_decomposition(x, sfreq)
     except NK_FAILURES as error:
         return nan_result(EDA_FEATURES, [*flags, f"NeuroKit2 EDA processing failed: {error}"])
+    amplitudes = np.asarray(info["SCR_Amplitude"], dtype=np.float64)
     amplitudes = amplitudes[np.isfinite(amplitudes) & (amplitudes >= SCR_MIN_AMPLITUDE)]
     features = {
         "tonic_mean": float(tonic.mean()),
@@ -152,8 +153,8 @@ def eda_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
     return PhysioResult(features, flags)
 
 
-def _eda_decomposition(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
-    """(tonic level, SCR amplitudes): the steps of ``eda_process(method="neurokit")`` whose
+def _eda_decomposition(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, dict]:
+    """(tonic level, NeuroKit2's SCR info): the steps of ``eda_process(method="neurokit")`` whose
     outputs are used (clean, high-pass phasic split, SCR peaks with amplitude_min 0.1)."""
     rate = nk_rate(sfreq)
     cleaned = quietly(nk.eda_clean, x, sampling_rate=rate, method="neurokit")
@@ -165,7 +166,16 @@ def _eda_decomposition(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndar
         method="neurokit",
         amplitude_min=0.1,
     )
-    return parts["EDA_Tonic"].to_numpy(), np.asarray(info["SCR_Amplitude"], dtype=np.float64)
+    return parts["EDA_Tonic"].to_numpy(), info
+
+
+def _eda_scrs(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
+    """(onset sample, amplitude in uS) of each SCR of at least `SCR_MIN_AMPLITUDE`."""
+    _, info = _eda_decomposition(x, sfreq)
+    onsets = np.asarray(info["SCR_Onsets"], dtype=np.float64)
+    amplitudes = np.asarray(info["SCR_Amplitude"], dtype=np.float64)
+    keep = np.isfinite(onsets) & np.isfinite(amplitudes) & (amplitudes >= SCR_MIN_AMPLITUDE)
+    return onsets[keep].astype(np.int64), amplitudes[keep]
 
 
 def rsp_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
