@@ -474,3 +474,61 @@ def test_result_is_a_named_pair():
     assert isinstance(result, PhysioResult)
     features, flags = result
     assert features is result.features and flags is result.flags
+
+
+# ----------------------------------------------------------------- synthetic twin
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_planted_rate_and_rmssd_recovered_despite_synthetic_artefacts(seed):
+    """`mmhe synth` ECG: tall T waves, ectopic and missed beats, wander, motion bursts."""
+    from mmhe.synth.design import Block
+    from mmhe.synth.physio import GRID_HZ, simulate_body
+
+    blocks = [Block(101, "sadness", 5.0, 185.0, 1, 1)]
+    body = simulate_body(blocks, 0.0, int(190 * GRID_HZ), 1.0, np.random.default_rng(seed))
+    assert body.ectopic_s.size >= 1  # the twin does fight back
+    segment = body.ecg[int(5 * GRID_HZ) : int(185 * GRID_HZ)]
+    features, _ = physio.ecg_features(segment, GRID_HZ)
+    sinus = body.r_peaks_s[(body.r_peaks_s >= 5.0) & (body.r_peaks_s < 185.0)]
+    planted_rate, planted_rmssd = rate_and_rmssd(sinus, 1.0)
+    assert planted_rmssd == pytest.approx(body.trial_targets[101]["rmssd_ms"], rel=1e-3)
+    assert abs(features["rate_bpm"] - planted_rate) < 1.0
+    assert features["rmssd_ms"] == pytest.approx(planted_rmssd, rel=0.15)
+    assert features["n_corrected"] >= body.ectopic_s.size  # every ectopic beat corrected
+
+
+# ----------------------------------------------------------------- event-related
+
+
+def test_event_related_rate_change_and_scr_latency_are_recovered():
+    """A heart stepping from 60 to 75 bpm 1 s after the event, and an SCR of 0.5 uS whose
+    onset is 2.5 s after it, on a 60-s trial."""
+    from mmhe.features.physio_events import event_features, trial_series
+
+    sfreq, event_s = 250.0, 30.0
+    beats, t = [], 1.0
+    while t < 59.0:
+        beats.append(t)
+        t += 1.0 if t < event_s + 1.0 else 0.8
+    signal = np.zeros(int(60 * sfreq))
+    kernel = np.exp(-0.5 * (np.arange(-10, 11) / 3.0) ** 2)
+    for b in np.round(np.array(beats) * sfreq).astype(int):
+        signal[b - 10 : b + 11] += kernel
+    eda = np.interp(
+        np.arange(signal.size) / sfreq,
+        np.arange(6000) / 100.0,
+        planted_eda((event_s + 2.5,), (0.5,), seconds=60.0),
+    )
+    series = trial_series(pd.DataFrame({"ECG": signal, "EDA": eda}), sfreq)
+    features = event_features(series, event_s)
+    assert features["ECG_rate_change_bpm"] == pytest.approx(12.5, abs=2.5)  # mostly at 75
+    assert features["ECG_rate_max_change_bpm"] == pytest.approx(15.0, abs=1.0)
+    assert abs(features["ECG_rate_min_change_bpm"]) < 1.0
+    assert features["EDA_scr_event"] == 1.0
+    assert features["EDA_scr_onset_latency_s"] == pytest.approx(2.5, abs=0.3)
+    assert features["EDA_scr_amplitude_us"] == pytest.approx(0.5, rel=0.15)
+    assert math.isnan(features["RSP_rate_change_per_min"])  # no respiration channel
+    quiet = event_features(series, 10.0)  # no SCR 1-5 s after 10 s, steady heart
+    assert quiet["EDA_scr_event"] == 0.0 and math.isnan(quiet["EDA_scr_onset_latency_s"])
+    assert abs(quiet["ECG_rate_change_bpm"]) < 0.5

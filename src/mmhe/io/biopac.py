@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -451,7 +451,11 @@ def _assemble(
     for name, ch in named.items():
         mine = [s for s in segments if s.channel == name]
         held = hold_bad(checked[name], mine, ch.rate)
-        columns[name] = mask_segments(resample_signal(held, ch.rate, sfreq, n_out), sfreq, mine)
+        # a segment reaching the channel's end also covers the samples held after it
+        to_end = [
+            replace(s, stop_s=math.inf) if s.stop_s >= durations[name] - 1e-9 else s for s in mine
+        ]
+        columns[name] = mask_segments(resample_signal(held, ch.rate, sfreq, n_out), sfreq, to_end)
     signals = pd.DataFrame(columns, copy=False)  # no copy of the column arrays
     column_of = {ch.label: name for name, ch in named.items()}
     if len(events):
