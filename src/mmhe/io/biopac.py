@@ -446,7 +446,7 @@ def _assemble(
     durations = {name: ch.n_samples / ch.rate for name, ch in named.items()}
     tail_s = garbage_tail(segments, durations)
     if tail_s is not None:
-        segments += _tail_segments(segments, named, tail_s)
+        segments = _with_tail(segments, named, tail_s)
     columns = {}
     for name, ch in named.items():
         mine = [s for s in segments if s.channel == name]
@@ -480,18 +480,20 @@ def _assemble(
     )
 
 
-def _tail_segments(
+def _with_tail(
     segments: list[BadSegment], named: Mapping[str, _SourceChannel], tail_s: float
 ) -> list[BadSegment]:
-    """The garbage tail from `tail_s` on, for every channel it is not already masked in."""
-    source = next(s.channel for s in segments if s.masked and s.start_s == tail_s)
-    out = []
+    """Segments with the garbage tail from `tail_s` on as one segment per channel (its
+    reason: every problem seen in the tail), replacing the channels' own tail pieces."""
+    in_tail = [s for s in segments if s.masked and s.start_s >= tail_s - 1e-9]
+    reasons = sorted({part for s in in_tail for part in s.reason.split("; ")})
+    reason = f"garbage tail ({'; '.join(reasons)})"
+    out = [s for s in segments if not (s.masked and s.start_s >= tail_s - 1e-9)]
     for name, ch in named.items():
         end = ch.n_samples / ch.rate
-        covered = any(s.masked and s.channel == name and s.start_s <= tail_s for s in segments)
+        covered = any(s.masked and s.channel == name and s.stop_s >= end - 1e-9 for s in out)
         if end > tail_s and not covered:
             n = ch.n_samples - math.floor(tail_s * ch.rate)
-            reason = f"garbage tail (bad in {source} from {tail_s:.3f} s)"
             out.append(BadSegment(name, tail_s, end, n, reason))
     return out
 

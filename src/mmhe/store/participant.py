@@ -59,7 +59,17 @@ def _report_physio_checks(found: Inspection, path: Path | None) -> None:
     """Read-time physiology checks as findings: masked segments, saturation, channel
     choices and units (`mmhe.io.physio_checks`, `mmhe.io.channel_roles`)."""
     name = Path(path).name if path is not None else "BIOPAC file"
-    for segment in found.physio.bad_segments.itertuples(index=False):
+    segments = found.physio.bad_segments
+    tail = segments[segments["reason"].str.startswith("garbage tail")]
+    if len(tail):
+        found.add(
+            "warning",
+            "physio_bad_segment",
+            f"{name}: {tail['reason'].iloc[0]} from {tail['start_s'].min():.3f} s to the end, "
+            f"masked (NaN) in {len(tail)} channels ({', '.join(tail['channel'])})",
+            path,
+        )
+    for segment in segments.drop(tail.index).itertuples(index=False):
         action = "masked (NaN)" if segment.masked else "kept"
         found.add(
             "warning",
