@@ -134,17 +134,22 @@ def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return edges[0::2], edges[1::2]
 
 
+def _fill(n: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Boolean mask of length n, True on every [start, stop) span (vectorised)."""
+    marks = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(marks, starts, 1)
+    np.add.at(marks, stops, -1)
+    return np.cumsum(marks[:-1]) > 0
+
+
 def _equal_runs(x: np.ndarray, min_length: int) -> np.ndarray:
     """Mask of samples in runs of at least `min_length` identical values."""
-    mask = np.zeros(x.size, dtype=bool)
     if x.size < min_length or min_length < 2:
-        return mask
+        return np.zeros(x.size, dtype=bool)
     same = np.concatenate(([False], x[1:] == x[:-1]))  # sample equals its predecessor
     starts, stops = _runs(same)
-    for start, stop in zip(starts, stops, strict=True):
-        if stop - start + 1 >= min_length:
-            mask[start - 1 : stop] = True
-    return mask
+    long = stops - starts + 1 >= min_length  # the run includes the sample before it
+    return _fill(x.size, starts[long] - 1, stops[long])
 
 
 def _merge(mask: np.ndarray, gap: int) -> np.ndarray:
@@ -152,10 +157,9 @@ def _merge(mask: np.ndarray, gap: int) -> np.ndarray:
     starts, stops = _runs(mask)
     if starts.size == 0:
         return mask
-    out = mask.copy()
-    for stop, next_start in zip(stops[:-1], starts[1:], strict=True):
-        if next_start - stop < gap:
-            out[stop:next_start] = True
+    short = starts[1:] - stops[:-1] < gap
+    bridged = _fill(mask.size, stops[:-1][short], starts[1:][short])
+    out = mask | bridged
     if mask.size - stops[-1] < gap:
         out[stops[-1] :] = True
     return out
@@ -181,9 +185,9 @@ def check_channel(
     if x.dtype != np.float64:
         x = x.astype(np.float64)
     notes: list[str] = []
-    finite = np.isfinite(x)
     reasons: list[tuple[np.ndarray, str]] = []
-    absurd = ~finite | (np.abs(np.where(finite, x, 0.0)) > ABSURD_MAGNITUDE)
+    magnitude = np.abs(x)  # inf stays inf, NaN stays NaN (its comparisons are False)
+    absurd = (magnitude > ABSURD_MAGNITUDE) | np.isnan(x)
     reasons.append((absurd, f"non-finite or beyond +-{ABSURD_MAGNITUDE:g}"))
     scale, offset, out_unit, note = standard_unit(role if raw else None, unit)
     if (scale, offset) == (1.0, 0.0):
@@ -199,7 +203,7 @@ def check_channel(
     volts = _VOLT_UNITS.get(_normal_unit(unit))
     if volts is not None:
         limit = HARDWARE_LIMIT_V / volts
-        reasons.append((np.abs(x) > limit, f"beyond the +-{HARDWARE_LIMIT_V:g} V input range"))
+        reasons.append((magnitude > limit, f"beyond the +-{HARDWARE_LIMIT_V:g} V input range"))
     if raw and role in FLAT_LINE_S:
         length = max(2, math.ceil(FLAT_LINE_S[role] * sfreq))
         reasons.append((_equal_runs(x, length), f"flat line (>= {FLAT_LINE_S[role]:g} s)"))
@@ -216,17 +220,18 @@ def check_channel(
             BadSegment(name, start / sfreq, stop / sfreq, int(stop - start), "; ".join(why))
         )
     if raw and role is not None and x.size:
-        segments += _saturation(np.where(bad, np.nan, x), sfreq, name)
+        segments += _saturation(np.where(bad, np.nan, x) if segments else x, sfreq, name)
     return converted, out_unit, segments, notes
 
 
 def _saturation(x: np.ndarray, sfreq: float, name: str) -> list[BadSegment]:
     """Repeated runs pinned at the channel's own extreme (clipping): reported, not masked."""
-    if not np.isfinite(x).any():
+    low, high = np.nanmin(x), np.nanmax(x)  # NaN only where masked: not all of it
+    if not np.isfinite(low):
         return []
     length = max(3, math.ceil(SATURATION_MIN_S * sfreq))
     out = []
-    for extreme, label in ((np.nanmax(x), "maximum"), (np.nanmin(x), "minimum")):
+    for extreme, label in ((high, "maximum"), (low, "minimum")):
         starts, stops = _runs(x == extreme)
         long = (stops - starts) >= length
         if np.count_nonzero(long) >= 2:
