@@ -226,9 +226,9 @@ def check_channel(
 
 def _saturation(x: np.ndarray, sfreq: float, name: str) -> list[BadSegment]:
     """Repeated runs pinned at the channel's own extreme (clipping): reported, not masked."""
-    low, high = np.nanmin(x), np.nanmax(x)  # NaN only where masked: not all of it
-    if not np.isfinite(low):
+    if np.isnan(x[0]) and np.isnan(x).all():  # every sample masked
         return []
+    low, high = np.nanmin(x), np.nanmax(x)
     length = max(3, math.ceil(SATURATION_MIN_S * sfreq))
     out = []
     for extreme, label in ((high, "maximum"), (low, "minimum")):
