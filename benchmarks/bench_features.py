@@ -5,7 +5,8 @@
 EEG: band power + DE for 42 one-minute trials x 64 channels at 1000 Hz against MNE's
 psd_array_welch and a per-band Butterworth DE (bench_features_eeg.py). Faces: segment,
 detect, register, crop, flow and the 28 x 28 stack per expression at 2048 x 1088, TV-L1
-and DIS, with their flow error on a known warp (bench_features_face.py).
+and DIS, with their flow error on a known warp (bench_features_face.py). Physiology: CPU
+seconds per participant-hour against NeuroKit2's *_process pipelines (bench_features_physio.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,6 @@ from pathlib import Path
 
 if __name__ == "__main__":
     here = Path(__file__).parent
-    for script in ("bench_features_eeg.py", "bench_features_face.py"):
+    for script in ("bench_features_eeg.py", "bench_features_face.py", "bench_features_physio.py"):
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(here / script), *sys.argv[1:]], check=True)

@@ -107,6 +107,8 @@ def write_biopac(folder: Path, n_samples: int, rng: np.random.Generator) -> Path
     rhythms = [1.2, 0.25, 0, 0.001, 0.01, 1.2, 0, 0.001]  # Hz per analog column
     for column, hz in enumerate(rhythms):
         data[:, column] = np.sin(2 * np.pi * hz * t) + rng.normal(0.0, 0.05, n_samples)
+    data[:, [3, 7]] += 92.0  # skin temperature in deg F (33 deg C): inside its range
+    data[:, 4] += 5.0  # skin conductance in microsiemens: positive, as real EDA is
     data[:, 16] = 70.0 + rng.normal(0.0, 2.0, n_samples)
     code = np.zeros(n_samples, dtype=np.int64)
     for start, stop, value in marker_plan(n_samples, rng):

@@ -40,7 +40,7 @@ LABELS = [  # the 17 columns of the real AcqKnowledge export, in its order
     *DIGITAL,
     "ECG rate (.5 - 35 Hz)",
 ]
-UNITS = ["Volts", "Volts", "mV", "Deg F", "microsiemens", "mV", "mV", "Deg F"]
+UNITS = ["Volts", "Volts", "mV", "Deg C", "microsiemens", "mV", "mV", "Deg C"]
 UNITS = [*UNITS, *["Volts"] * 8, "BPM"]
 # Code held from start to stop (samples). 101 -> 102 switch without idle; 77 is noise.
 PLAN = [(1000, 3000, 100), (4000, 6000, 101), (6000, 8000, 102), (9000, 9500, 77)]
@@ -77,9 +77,14 @@ def planted_lines(
 
 
 def export_columns(seed: int = 11) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The 17 export columns (samples x channels) with planted markers and one glitch."""
+    """The 17 export columns (samples x channels) with planted markers and one glitch.
+
+    Noise within each channel's physical range (skin temperature about 33 deg C, skin
+    conductance about 5 uS), so the read-time checks mask nothing."""
     rng = np.random.default_rng(seed)
     data = rng.normal(size=(N_SAMPLES, len(LABELS)))
+    data[:, [3, 7]] = 33.0 + 0.5 * data[:, [3, 7]]
+    data[:, 4] = 5.0 + 0.5 * data[:, 4]
     lines, expected = planted_lines(PLAN, N_SAMPLES)
     start, stop, bit = GLITCH
     lines[start:stop, bit] = 5.0
@@ -240,7 +245,8 @@ def test_mat_v5_export(tmp_path: Path) -> None:
     assert set(recording.signals.columns) == set(CANONICAL_COLUMNS)
     analog = [j for j, label in enumerate(LABELS) if label not in DIGITAL]
     np.testing.assert_array_equal(recording.signals.to_numpy(), data[:, analog])
-    assert recording.units["EDA"] == "microsiemens" and recording.units["ECG_RATE"] == "BPM"
+    assert recording.file_units["EDA"] == "microsiemens" and recording.units["EDA"] == "uS"
+    assert recording.units["ECG_RATE"] == "BPM" and recording.bad_segments.empty
     assert recording.channel_labels["EMG_B"] == "EMG B, X, EMG2-R"
     assert recording.original_rates == dict.fromkeys(CANONICAL_COLUMNS, SFREQ)
     assert recording.events.empty and list(recording.events.columns) == [
@@ -338,7 +344,7 @@ def test_multi_rate_acq_with_module_names_and_events(tmp_path: Path) -> None:
     base = 2000.0
     n_base = 8000  # 4 s
     lines, expected = planted_lines([(2000, 5000, 123)], n_base)
-    ramp = np.arange(n_base // 2, dtype=float)  # EDA at 1000 Hz: 0, 1, 2, ...
+    ramp = 2.0 + np.arange(n_base // 2) / 1000.0  # EDA at 1000 Hz: 2, 2.001, ... uS
     channels = [
         ("ECG - ECG100C", "mV", 1, np.sin(np.arange(n_base) / 50.0)),
         ("EDA100C", "microsiemens", 2, ramp),
@@ -363,12 +369,17 @@ def test_multi_rate_acq_with_module_names_and_events(tmp_path: Path) -> None:
     assert recording.n_samples == n_base
     signals = recording.signals
     # Linear interpolation: exact at the original sample instants, a ramp stays a ramp.
-    np.testing.assert_allclose(signals["EDA"][: n_base - 1], np.arange(n_base - 1) / 2.0)
+    np.testing.assert_allclose(signals["EDA"][: n_base - 1], 2.0 + np.arange(n_base - 1) / 2000.0)
     np.testing.assert_array_equal(signals["RSP"][::500], channels[2][3])
     np.testing.assert_allclose(signals["RSP"][250], 2.0)  # halfway between 0 and 4
     assert (signals["SKT_A"] == 33.0).all() and (signals["SKT_B"] == 34.0).all()
     np.testing.assert_array_equal(signals["ECG"], channels[0][3])
     assert recording.units["RSP"] == "Volts" and recording.units["Pressure"] == "mmHg"
+    # the EMG channel is all zeros: a flat line, masked and reported, nothing else is
+    assert signals["EMG_A"].isna().all() and not signals.drop(columns="EMG_A").isna().any().any()
+    bad = recording.bad_segments
+    assert bad["channel"].tolist() == ["EMG_A"] and "flat line" in bad["reason"].iloc[0]
+    assert recording.unknown_channels == ["Pressure"]
 
     assert recording.markers["code"].tolist() == [123]
     assert abs(recording.markers["onset_s"][0] - expected[0][0] / base) <= 1 / base
@@ -420,7 +431,8 @@ def test_module_names_are_recognised() -> None:
     assert canonical_channel_names(["ECG - ECG100C", "ECG rate (.5 - 35 Hz)"]) == [
         "ECG", "ECG_RATE"
     ]  # fmt: skip
-    assert canonical_channel_names(["ECG100C", "EKG"]) == ["ECG_A", "ECG_B"]
+    # two raw channels of one role: the first keeps the role's name
+    assert canonical_channel_names(["ECG100C", "EKG"]) == ["ECG", "ECG_2"]
     assert canonical_channel_names(["Custom, X, RSPEC-R", "Custom, X, RSPEC-R"]) == [
         "Custom, X, RSPEC-R", "Custom, X, RSPEC-R (2)"
     ]  # fmt: skip
@@ -544,3 +556,119 @@ def test_truncated_mat_files(tmp_path: Path) -> None:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         with pytest.raises(InputFileError, match=rf"{path.stem}\.mat: cannot be read"):
             read_biopac(path)
+
+
+# ------------------------------------------------------------------ roles and checks
+
+BIOREAD_DATA = Path(__file__).parent / "data" / "bioread"  # real AcqKnowledge files, MIT
+
+
+def test_two_eda_channels_the_raw_one_wins_and_the_choice_is_recorded() -> None:
+    recording = read_biopac(BIOREAD_DATA / "physio-5.0.1-c.acq")
+    assert list(recording.signals.columns) == ["EDA_DIFF", "ECG", "RSP", "EDA"]
+    assert recording.channel_labels["EDA"] == "EDA - GSR100C"
+    assert recording.chosen == {"ECG": "ECG", "RSP": "RSP", "EDA": "EDA"}
+    assert recording.roles["EDA_DIFF"] == "EDA" and not recording.unknown_channels
+    assert recording.channel_notes == [
+        "EDA: 2 channels fit; using raw 'EDA - GSR100C' as EDA, keeping "
+        "'EDA filtered, differentiated' as EDA_DIFF"
+    ]
+    assert recording.original_rates == {
+        "EDA_DIFF": 2000.0, "ECG": 1000.0, "RSP": 3.90625, "EDA": 2000.0
+    }  # fmt: skip
+    assert recording.bad_segments.empty
+
+
+def test_garbage_tail_of_a_real_acqknowledge_38_file_is_masked_in_every_channel() -> None:
+    recording = read_biopac(BIOREAD_DATA / "physio-3.8.1-c.acq")  # last 0.2 s: up to 1e306
+    signals = recording.signals
+    tail = signals.index >= round(61.696 * recording.sfreq)
+    assert signals.loc[tail, ["EDA", "ECG", "EDA_DIFF"]].isna().all().all()
+    assert not signals.loc[~tail].isna().any().any()
+    bad = recording.bad_segments
+    assert set(bad["channel"]) == {"EDA", "ECG", "EDA_DIFF"} and bad["masked"].all()
+    assert any("outside 0.05-100 uS" in reason for reason in bad["reason"])
+    assert any(reason.startswith("garbage tail") for reason in bad["reason"])
+    assert np.nanmax(np.abs(signals.to_numpy())) < 200
+
+
+def test_eeg_auxiliary_and_module_labels_have_roles() -> None:
+    from mmhe.io.channel_roles import assign_channels, channel_role
+
+    assert [channel_role(x).name for x in ("HEO", "VEO", "EKG", "EMG", "Trigger")] == [
+        "HEO", "VEO", "ECG", "EMG", "TRIGGER"
+    ]  # fmt: skip
+    assert channel_role("FP1") is None and channel_role("CH4 Input") is None
+    only_derived = assign_channels(["EDA filtered, differentiated", "EKG - ERS100C"])
+    assert "EDA" not in only_derived.chosen
+    assert only_derived.notes == [
+        "EDA: only derived channel(s) 'EDA filtered, differentiated' (EDA_DIFF); "
+        "EDA features need the raw signal"
+    ]
+
+
+def test_a_replaced_role_table_is_used(tmp_path: Path) -> None:
+    table = tmp_path / "roles.csv"
+    table.write_text('pattern,role,name,raw\n"^pressure",PPG,PPG,1\n"gsr",EDA,EDA,1\n')
+    data = np.column_stack([np.full(4000, 80.0) + np.sin(np.arange(4000)), np.full(4000, 5.0)])
+    path = write_mat_v5(tmp_path / "r.mat", data, labels=["Pressure", "GSR"], units=["V", "uS"])
+    recording = read_biopac(path, roles=table)
+    assert list(recording.signals.columns) == ["PPG", "EDA"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pattern,role,name,raw\nx,HEART,ECG,1\n")
+    with pytest.raises(InputFileError, match="role 'HEART'"):
+        read_biopac(path, roles=bad)
+
+
+def test_implausible_values_are_masked_and_reported(tmp_path: Path) -> None:
+    """Negative conductance, a flat ECG, a NaN run, a Fahrenheit skin temperature."""
+    n = 20_000
+    t = np.arange(n) / SFREQ
+    eda = 5.0 + 0.1 * np.sin(t)
+    eda[2000:3000] = -0.5  # negative skin conductance
+    ecg = np.sin(2 * np.pi * 1.2 * t)
+    ecg[8000:10_000] = 0.25  # 2 s flat line (lead off)
+    ppg = np.sin(2 * np.pi * 1.1 * t)
+    ppg[12_000:12_500] = np.nan
+    skt_f = 92.0 + 0.01 * np.sin(t)  # 33.3 deg C written in deg F
+    path = write_mat_v5(
+        tmp_path / "bad.mat",
+        np.column_stack([eda, ecg, ppg, skt_f]),
+        labels=["EDA - GSR100C", "EKG - ERS100C", "PPG100C", "SKT100C"],
+        units=["microsiemens", "mV", "Volts", "Deg F"],
+    )
+    recording = read_biopac(path)
+    signals, bad = recording.signals, recording.bad_segments
+    assert signals["EDA"].isna().sum() == 1000 and signals["EDA"].min() > 4.8
+    assert signals["ECG"].isna().sum() == 2000
+    assert signals["PPG"].isna().sum() == 500
+    assert signals["SKT_A"].to_numpy() == pytest.approx((skt_f - 32.0) * 5.0 / 9.0)
+    assert recording.units["SKT_A"] == "degC" and recording.file_units["SKT_A"] == "Deg F"
+    reasons = dict(zip(bad["channel"], bad["reason"], strict=True))
+    assert reasons["EDA"] == "outside 0.05-100 uS"
+    assert reasons["ECG"] == "flat line (>= 1 s)"
+    assert reasons["PPG"].startswith("non-finite")
+    eda_span = bad.set_index("channel").loc["EDA", ["start_s", "stop_s"]].astype(float)
+    np.testing.assert_allclose(eda_span, [2.0, 3.0])
+
+
+def test_validate_reports_masked_segments_per_file(store_tiny, synth_tiny) -> None:
+    """The synthetic twin writes a garbage tail in some BIOPAC files: `mmhe validate`
+    lists it per file, and the store keeps it masked."""
+    import json
+
+    from mmhe.store.validate import validate_store
+
+    truth = json.loads((synth_tiny / "ground_truth.json").read_text())
+    garbled = []
+    for person in truth["participants"]:
+        mat = scipy.io.loadmat(synth_tiny / person["folder"] / "BIOPAC" / "Untitled1 (001).mat")
+        if np.abs(mat["data"][-200:, :8]).max() > 1e300:
+            garbled.append(person["folder"])
+    assert garbled  # the tiny twin has at least one
+    report, problems = validate_store(store_tiny)
+    bad = [p for p in problems if p["code"] == "physio_bad_segment"]
+    assert len({p["subject_id"] for p in bad}) == len(garbled)
+    assert all(p["message"].startswith("Untitled1 (001).mat: ") for p in bad)
+    assert any("garbage tail" in p["message"] for p in bad)
+    assert (report.set_index("subject_id").loc["TOTAL", "warnings"]) >= len(bad)

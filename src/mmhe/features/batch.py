@@ -47,7 +47,9 @@ ID_COLUMNS = (
     "trial_index",
 )
 """Identifier and label columns of every per-expression feature table."""
-FEATURE_FORMAT = 1
+FEATURE_FORMAT = 2
+"""Bumped when a modality's values change for unchanged parameters (2: physiology with
+artefact-corrected beats, masked data, trial HRV and event-related features)."""
 
 
 class FaceFeatureConfig(BaseModel):
@@ -77,12 +79,17 @@ class EEGFeatureConfig(BaseModel):
 
 
 class PhysioFeatureConfig(BaseModel):
-    """NeuroKit2 features in a window locked to the onset (autonomic responses lag)."""
+    """NeuroKit2 features in a window locked to the onset (autonomic responses lag).
+
+    quality: cardiac signal quality, "correlation" (one matrix product) or NeuroKit2's
+    "templatematch" (about a third of the per-trial physiology time).
+    """
 
     model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
 
     start: tuple[str, float] = PHYSIO_WINDOW.start
     end: tuple[str, float] = PHYSIO_WINDOW.end
+    quality: Literal["correlation", "templatematch"] = "correlation"
 
 
 class FeatureConfig(BaseModel):
@@ -243,13 +250,34 @@ def _physio_segment(
     return pd.DataFrame(data.T.astype(np.float64), columns=channels)
 
 
-def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureConfig):
-    """Expression features in the onset-locked window; respiration from the whole trial.
+_FROM_TRIAL = ("RSP_", "ECG_rmssd", "ECG_sdnn", "ECG_pnn50", "PPG_rmssd", "PPG_sdnn", "PPG_pnn50")
+"""Expression columns taken from the surrounding trial: breathing is too slow for an 8-s
+window and HRV needs 10 s (RMSSD) to 60 s (SDNN, pNN50), `mmhe.features.cardiac`."""
 
-    Breathing is too slow for an 8-s window (NeuroKit2 needs >= 15 s and several breaths),
-    so an expression's RSP_* features are those of the trial (stimulus clip) it lies in.
+
+def _from_trial(name: str) -> bool:
+    return name.startswith(_FROM_TRIAL)
+
+
+def _window_flag_kept(flag: str) -> bool:
+    """Window flags worth an issue (not those about values the trial provides)."""
+    return (
+        not flag.startswith("RSP")
+        and "too short for rmssd" not in flag
+        and ("too short for sdnn" not in flag)
+    )
+
+
+def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureConfig):
+    """Expression features in the onset-locked window, respiration and HRV from the trial,
+    and event-related responses (`mmhe.features.physio_events`) from the trial's series.
+
+    Breathing is too slow for an 8-s window (NeuroKit2 needs >= 15 s and several breaths)
+    and HRV needs 10-60 s, so an expression's RSP_* and HRV columns are those of the trial
+    (stimulus clip) it lies in. Trial flags become issues with sample ``trial:<index>``.
     """
     from mmhe.features.physio import physio_features
+    from mmhe.features.physio_events import event_features, trial_series
 
     try:
         array = store.physio(sid)
@@ -262,14 +290,15 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
     sfreq = float(array.attrs["sfreq"])
     channels = list(array.attrs["channels"])
     trials = store.trials(participant=sid)
-    trial_rows, issues = [], []
+    trial_rows, issues, series = [], [], {}
     for trial in trials.itertuples(index=False):
         if pd.isna(trial.physio_start) or not trial.n_physio_samples:
             continue
         segment = _physio_segment(
             array, trial.trial_index, 0, int(trial.n_physio_samples), channels
         )
-        result = physio_features(segment, sfreq)
+        result = physio_features(segment, sfreq, quality=config.quality)
+        series[int(trial.trial_index)] = trial_series(segment, sfreq)
         trial_rows.append(
             {
                 "subject_id": sid,
@@ -278,9 +307,13 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
                 **result.features,
             }
         )
+        issues += [
+            _issue(sid, f"trial:{int(trial.trial_index)}", "physio_trial_flag", flag)
+            for flag in result.flags
+        ]
     trial_table = pd.DataFrame(trial_rows)
-    rsp_of_trial = (
-        trial_table.set_index("trial_index").filter(like="RSP_")
+    from_trial = (
+        trial_table.set_index("trial_index")[[c for c in trial_table if _from_trial(c)]]
         if len(trial_table)
         else pd.DataFrame()
     )
@@ -312,14 +345,18 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
         )
         start, stop = _span(bounds)
         segment = _physio_segment(array, row.trial_index, start, stop, channels)
-        result = physio_features(segment.drop(columns=["RSP"], errors="ignore"), sfreq)
-        record.update({k: v for k, v in result.features.items() if not k.startswith("RSP_")})
-        if int(row.trial_index) in rsp_of_trial.index:
-            record.update(rsp_of_trial.loc[int(row.trial_index)].to_dict())
+        result = physio_features(
+            segment.drop(columns=["RSP"], errors="ignore"), sfreq, quality=config.quality
+        )
+        record.update({k: v for k, v in result.features.items() if not _from_trial(k)})
+        if int(row.trial_index) in from_trial.index:
+            record.update(from_trial.loc[int(row.trial_index)].to_dict())
+        if int(row.trial_index) in series:
+            record.update(event_features(series[int(row.trial_index)], onset_s))
         issues += [
             _issue(sid, row.expression_id, "physio_flag", flag)
             for flag in result.flags
-            if not flag.startswith("RSP")
+            if _window_flag_kept(flag)
         ]
         rows.append(record)
     return pd.DataFrame(rows), trial_table, issues

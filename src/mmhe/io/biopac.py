@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,15 @@ import scipy.io
 from scipy.signal import resample_poly
 
 from mmhe.errors import InputFileError
+from mmhe.io.channel_roles import RoleRule, assign_channels, load_role_table
+from mmhe.io.physio_checks import (
+    BadSegment,
+    check_channel,
+    garbage_tail,
+    hold_bad,
+    mask_segments,
+    segments_frame,
+)
 from mmhe.labels import VALID_MARKERS
 
 MMHE_EXPORT_COLUMNS: tuple[str, ...] = (
@@ -59,31 +68,6 @@ CANONICAL_COLUMNS: tuple[str, ...] = (
 MIN_STABLE_S = 0.005
 """Default time a trigger code must hold to count (5 ms): longer than bit skew."""
 
-# Words in a channel name -> signal kind. The first comma-separated field of an export
-# label ("EMG A, X, EMG2-R") is the user's name; module names (ECG100C ...) come from
-# .acq files. Amplifier fields such as PPGED-R or RSPEC-R name no single signal.
-_KIND_BY_WORD: dict[str, str] = {
-    "ECG": "ECG",
-    "EKG": "ECG",
-    "ECG100C": "ECG",
-    "ERS100C": "ECG",
-    "RSP": "RSP",
-    "RESP": "RSP",
-    "RESPIRATION": "RSP",
-    "RSP100C": "RSP",
-    "EDA": "EDA",
-    "GSR": "EDA",
-    "GSR100C": "EDA",
-    "EDA100C": "EDA",
-    "PPG": "PPG",
-    "PPG100C": "PPG",
-    "SKT": "SKT",
-    "SKT100C": "SKT",
-    "EMG": "EMG",
-    "EMG100C": "EMG",
-}
-_PAIRED_KINDS = frozenset({"EMG", "SKT"})  # recorded twice in MMHE: always lettered _A/_B
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DIGITAL_LINE = re.compile(r"^\s*digital\b.*?\binput\s*(\d+)\s*\)?\s*$", re.IGNORECASE)
 _MAT_REQUIRED = ("data", "labels", "isi")
 _MAT_OPTIONAL = ("units", "isi_units", "start_sample")
@@ -112,6 +96,17 @@ class PhysioRecording:
     has_trigger_lines : whether the file has any `Digital (STP Input k)` line.
     channel_labels : {column: channel name as written in the file}.
     start_sample : index of the first exported sample in the acquisition (`.mat`).
+    roles : {column: role} (ECG, PPG, RSP, EDA, SKT, EMG, EOG) from the channel-role table
+        (`mmhe.io.channel_roles`); unknown channels are absent.
+    chosen : {role: column} the channel each role uses (the raw one when several fit).
+    unknown_channels : labels no rule recognised (kept under their own names).
+    channel_notes : one sentence per choice or doubt (two candidates for a role, a unit
+        not understood).
+    file_units : {column: unit as written in the file}; `units` gives the unit of
+        `signals` (ECG mV, EDA uS, SKT deg C once converted, see `mmhe.io.physio_checks`).
+    bad_segments : one row per implausible stretch found at read time (`channel`,
+        `start_s`, `stop_s`, `n_samples`, `reason`, `masked`); masked ones are NaN in
+        `signals`.
     """
 
     sfreq: float
@@ -124,6 +119,12 @@ class PhysioRecording:
     has_trigger_lines: bool
     channel_labels: dict[str, str] = field(default_factory=dict)
     start_sample: int = 0
+    roles: dict[str, str] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)
+    unknown_channels: list[str] = field(default_factory=list)
+    channel_notes: list[str] = field(default_factory=list)
+    file_units: dict[str, str] = field(default_factory=dict)
+    bad_segments: pd.DataFrame = field(default_factory=lambda: segments_frame([]))
 
     @property
     def n_samples(self) -> int:
@@ -142,6 +143,7 @@ class _Options:
     min_stable_samples: int | None
     valid: Collection[int]
     require_trigger_lines: bool
+    roles: tuple[RoleRule, ...]
 
 
 @dataclass
@@ -165,6 +167,7 @@ def read_biopac(
     min_stable_samples: int | None = None,
     valid: Collection[int] = VALID_MARKERS,
     require_trigger_lines: bool = False,
+    roles: str | Path | None = None,
 ) -> PhysioRecording:
     """Read a BIOPAC `.acq` file or AcqKnowledge `.mat` export (MATLAB v5 or v7.3).
 
@@ -189,7 +192,9 @@ def read_biopac(
         )
     if not path.is_file():
         raise InputFileError(path, "file not found", "give the path of an existing .acq or .mat")
-    options = _Options(sfreq, min_stable_samples, valid, require_trigger_lines)
+    options = _Options(
+        sfreq, min_stable_samples, valid, require_trigger_lines, load_role_table(roles)
+    )
     if suffix == ".acq":
         return _read_acq(path, options)
     if _is_hdf5(path):
@@ -204,37 +209,15 @@ def digital_line_bit(label: str) -> int | None:
 
 
 def canonical_channel_names(labels: Sequence[str]) -> list[str]:
-    """Column names for analog channel labels, recognised by name, never by position.
+    """Column names for analog channel labels, recognised by the channel-role table.
 
     labels : channel names as written in the file (digital lines excluded), in file order.
-    Returns one unique name per label. The kind comes from the first comma-separated
-    field of the label (`EMG A, X, EMG2-R` -> EMG), else from any field holding a module
-    name (ECG100C / ERS100C / EKG -> ECG, RSP100C / RESP -> RSP, GSR100C / EDA100C -> EDA,
-    PPG100C -> PPG, SKT100C -> SKT, EMG100C -> EMG); a name with the word "rate" is the
-    kind's rate channel (`ECG rate (.5 - 35 Hz)` -> ECG_RATE). EMG and SKT (recorded in
-    pairs) are always lettered, other kinds only when repeated: a letter A/B written in
-    the label is kept, other channels of that kind take the next free letter in file
-    order. Unrecognised channels keep their label (made unique with " (2)", ...).
+    Returns one unique name per label (see `mmhe.io.channel_roles.assign_channels`):
+    ``EKG - ERS100C`` -> ECG, ``EDA - GSR100C`` -> EDA, ``EDA filtered, differentiated``
+    -> EDA_DIFF, ``ECG rate (.5 - 35 Hz)`` -> ECG_RATE, ``EMG A, X, EMG2-R`` -> EMG_A;
+    unknown labels are kept.
     """
-    kinds = [_channel_kind(label) for label in labels]
-    counts = Counter(kind for kind, _ in kinds if kind is not None)
-    taken: dict[str, set[str]] = {kind: set() for kind in counts}
-    for kind, letter in kinds:
-        if kind is not None and letter is not None:
-            taken[kind].add(letter)
-    names: list[str] = []
-    for label, (kind, letter) in zip(labels, kinds, strict=True):
-        if kind is None:
-            names.append(label.strip())
-            continue
-        if counts[kind] == 1 and kind not in _PAIRED_KINDS and letter is None:
-            names.append(kind)
-            continue
-        if letter is None or f"{kind}_{letter}" in names:  # unlettered, or a repeated letter
-            letter = next(c for c in _LETTERS if c not in taken[kind])
-            taken[kind].add(letter)
-        names.append(f"{kind}_{letter}")
-    return _unique(names)
+    return assign_channels(labels).names
 
 
 def decode_trigger_lines(
@@ -329,34 +312,6 @@ def resample_signal(
     if len(out) >= n_samples:
         return out[:n_samples]
     return np.concatenate([out, np.full(n_samples - len(out), out[-1])])
-
-
-# ------------------------------------------------------------------ naming
-
-
-def _channel_kind(label: str) -> tuple[str | None, str | None]:
-    """(kind, letter) of a label: kind like "EMG" or "ECG_RATE", letter "A"/"B" or None."""
-    fields = label.split(",")
-    first_words = re.findall(r"[A-Za-z0-9]+", fields[0].upper())
-    kind = next((_KIND_BY_WORD[w] for w in first_words if w in _KIND_BY_WORD), None)
-    if kind is None:
-        all_words = re.findall(r"[A-Za-z0-9]+", label.upper())
-        kind = next((_KIND_BY_WORD[w] for w in all_words if w in _KIND_BY_WORD), None)
-    if kind is None:
-        return None, None
-    if "RATE" in first_words:
-        kind = f"{kind}_RATE"
-    letters = [w for w in first_words if len(w) == 1 and w in "AB"]
-    return kind, (letters[0] if letters else None)
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: Counter[str] = Counter()
-    out = []
-    for name in names:
-        seen[name] += 1
-        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return out
 
 
 # ------------------------------------------------------------------ decoding
@@ -470,13 +425,37 @@ def _assemble(
             digital[bit] = channel
     markers = _decode_file_lines(path, digital, options)
 
-    named = dict(zip(canonical_channel_names([ch.label for ch in analog]), analog, strict=True))
+    assignment = assign_channels([ch.label for ch in analog], options.roles)
+    named = dict(zip(assignment.names, analog, strict=True))
     rates = [ch.rate for ch in analog] or [ch.rate for ch in digital.values()] or [1.0]
     sfreq = float(options.sfreq or max(rates))
     n_out = max((math.ceil(ch.n_samples * sfreq / ch.rate - 1e-9) for ch in analog), default=0)
-    columns = {
-        name: resample_signal(ch.load(), ch.rate, sfreq, n_out) for name, ch in named.items()
-    }
+    checked, segments, units, notes = {}, [], {}, list(assignment.notes)
+    for name, ch in named.items():
+        values, units[name], found, more = check_channel(
+            ch.load(),
+            ch.rate,
+            name=name,
+            role=assignment.roles.get(name),
+            raw=assignment.raw.get(name, False),
+            unit=ch.unit,
+        )
+        checked[name] = values
+        segments += found
+        notes += more
+    durations = {name: ch.n_samples / ch.rate for name, ch in named.items()}
+    tail_s = garbage_tail(segments, durations)
+    if tail_s is not None:
+        segments = _with_tail(segments, named, tail_s)
+    columns = {}
+    for name, ch in named.items():
+        mine = [s for s in segments if s.channel == name]
+        held = hold_bad(checked[name], mine, ch.rate)
+        # a segment reaching the channel's end also covers the samples held after it
+        to_end = [
+            replace(s, stop_s=math.inf) if s.stop_s >= durations[name] - 1e-9 else s for s in mine
+        ]
+        columns[name] = mask_segments(resample_signal(held, ch.rate, sfreq, n_out), sfreq, to_end)
     signals = pd.DataFrame(columns, copy=False)  # no copy of the column arrays
     column_of = {ch.label: name for name, ch in named.items()}
     if len(events):
@@ -484,7 +463,7 @@ def _assemble(
     return PhysioRecording(
         sfreq=sfreq,
         signals=signals,
-        units={name: ch.unit for name, ch in named.items()},
+        units=units,
         markers=markers,
         events=events,
         original_rates={name: float(ch.rate) for name, ch in named.items()},
@@ -492,7 +471,31 @@ def _assemble(
         has_trigger_lines=bool(digital),
         channel_labels={name: ch.label for name, ch in named.items()},
         start_sample=int(start_sample),
+        roles=dict(assignment.roles),
+        chosen=dict(assignment.chosen),
+        unknown_channels=list(assignment.unknown),
+        channel_notes=notes,
+        file_units={name: ch.unit for name, ch in named.items()},
+        bad_segments=segments_frame(segments),
     )
+
+
+def _with_tail(
+    segments: list[BadSegment], named: Mapping[str, _SourceChannel], tail_s: float
+) -> list[BadSegment]:
+    """Segments with the garbage tail from `tail_s` on as one segment per channel (its
+    reason: every problem seen in the tail), replacing the channels' own tail pieces."""
+    in_tail = [s for s in segments if s.masked and s.start_s >= tail_s - 1e-9]
+    reasons = sorted({part for s in in_tail for part in s.reason.split("; ")})
+    reason = f"garbage tail ({'; '.join(reasons)})"
+    out = [s for s in segments if not (s.masked and s.start_s >= tail_s - 1e-9)]
+    for name, ch in named.items():
+        end = ch.n_samples / ch.rate
+        covered = any(s.masked and s.channel == name and s.stop_s >= end - 1e-9 for s in out)
+        if end > tail_s and not covered:
+            n = ch.n_samples - math.floor(tail_s * ch.rate)
+            out.append(BadSegment(name, tail_s, end, n, reason))
+    return out
 
 
 def _empty_events() -> pd.DataFrame:

@@ -58,6 +58,41 @@ class Inspection:
         return any(f.severity == "error" for f in self.findings)
 
 
+def _report_physio_checks(found: Inspection, path: Path | None) -> None:
+    """Read-time physiology checks as findings: masked segments, saturation, channel
+    choices and units (`mmhe.io.physio_checks`, `mmhe.io.channel_roles`)."""
+    name = Path(path).name if path is not None else "BIOPAC file"
+    segments = found.physio.bad_segments
+    tail = segments[segments["reason"].str.startswith("garbage tail")]
+    if len(tail):
+        found.add(
+            "warning",
+            "physio_bad_segment",
+            f"{name}: {tail['reason'].iloc[0]} from {tail['start_s'].min():.3f} s to the end, "
+            f"masked (NaN) in {len(tail)} channels ({', '.join(tail['channel'])})",
+            path,
+        )
+    for segment in segments.drop(tail.index).itertuples(index=False):
+        action = "masked (NaN)" if segment.masked else "kept"
+        found.add(
+            "warning",
+            "physio_bad_segment" if segment.masked else "physio_saturated",
+            f"{name}: {segment.channel} {segment.start_s:.3f}-{segment.stop_s:.3f} s "
+            f"({segment.n_samples} samples) {segment.reason}; {action}",
+            path,
+        )
+    for note in found.physio.channel_notes:
+        found.add("warning", "physio_channels", f"{name}: {note}", path)
+    if found.physio.unknown_channels:
+        found.add(
+            "warning",
+            "physio_unknown_channels",
+            f"{name}: channels without a role kept under their own names: "
+            + ", ".join(repr(label) for label in found.physio.unknown_channels),
+            path,
+        )
+
+
 DROPPED_FRAME_MAX_RUN = 5
 """Counter gaps inside a clip's run of up to this many frames are dropped frames (the
 camera loses isolated frames); longer gaps are stretches the folder does not hold (a
@@ -278,6 +313,7 @@ def inspect_participant(
 
     if found.physio is not None:
         found.markers["physio"] = found.physio.markers
+        _report_physio_checks(found, files.biopac)
         if len(found.physio.markers) == 0:
             found.add(
                 "warning",

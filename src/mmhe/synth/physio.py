@@ -11,12 +11,17 @@ the canonical SCR shape of Bach et al. (2010, Int. J. Psychophysiol. 75:349).
 Each block's category moves heart rate, breathing rate, SCR rate, skin temperature
 and facial EMG by its (valence, arousal) (`design.CATEGORY_AFFECT`) times `strength`,
 plus trial-to-trial noise that does not depend on the strength.
+
+The ECG fights back as real ones do (`_ecg_artefacts`): a tall T wave (1-2.5x, per
+participant), premature (ectopic) beats about every 150 beats, missed beats (QRS at 10 %)
+about every 300, baseline wander and motion bursts. The planted truth stays the sinus
+rhythm: `Body.r_peaks_s`, and per block its RMSSD and the artefact counts.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -39,7 +44,10 @@ class Body:
     Units: ecg mV, ppg V, rsp V, eda microsiemens, emg_a/emg_b mV, skt_a/skt_b deg C,
     heart_rate BPM (held from one R peak to the next). `r_peaks_s` in EEG seconds.
     `trial_targets` holds the planted per-block values (heart rate, breathing rate,
-    SCR rate, skin temperature) for the ground truth.
+    SCR rate, skin temperature, sinus RMSSD in ms, ectopic and missed beats) for the
+    ground truth. `ectopic_s` / `missed_s`: times of the R peaks shown early or with a
+    10 % QRS. `eda_derivative` / `garbage_tail`: this participant's BIOPAC file also has
+    an "EDA filtered, differentiated" channel / ends in 0.2 s of garbage.
     """
 
     t0_s: float
@@ -54,6 +62,10 @@ class Body:
     heart_rate: np.ndarray
     r_peaks_s: np.ndarray
     trial_targets: dict[int, dict[str, float]]
+    ectopic_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    missed_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    eda_derivative: bool = False
+    garbage_tail: bool = False
 
     @property
     def n(self) -> int:
@@ -226,13 +238,87 @@ def simulate_body(
     skt = _skin_temperature(profile["skin_temperature"], rng)
     skt_b = skt + rng.uniform(-0.8, 0.8) + 0.05 * slow_noise(rng, n, 60.0)
 
+    # drawn last, from their own stream, so the signals above stay as they were
+    artefact_rng = np.random.default_rng(int(rng.integers(2**63)))
+    ecg, ectopic, missed = _ecg_artefacts(ecg, t0_s, r_peaks, artefact_rng)
     trial_targets = {
         b.marker: {name: round(float(values[i]), 4) for name, values in targets.items()}
         for i, b in enumerate(blocks)
     }
+    for b in blocks:
+        inside = r_peaks[(r_peaks >= b.onset_s) & (r_peaks < b.offset_s)]
+        rr_ms = np.diff(inside) * 1000.0
+        trial_targets[b.marker].update(
+            rmssd_ms=round(float(np.sqrt(np.mean(np.diff(rr_ms) ** 2))), 4)
+            if rr_ms.size > 2
+            else float("nan"),
+            ectopic_beats=int(np.count_nonzero((ectopic >= b.onset_s) & (ectopic < b.offset_s))),
+            missed_beats=int(np.count_nonzero((missed >= b.onset_s) & (missed < b.offset_s))),
+        )
     return Body(
-        t0_s, ecg, ppg, rsp, eda, emg_a, emg_b, skt, skt_b, rate_signal, r_peaks, trial_targets
+        t0_s,
+        ecg,
+        ppg,
+        rsp,
+        eda,
+        emg_a,
+        emg_b,
+        skt,
+        skt_b,
+        rate_signal,
+        r_peaks,
+        trial_targets,
+        ectopic,
+        missed,
+        eda_derivative=bool(artefact_rng.random() < 0.4),
+        garbage_tail=bool(artefact_rng.random() < 0.4),
     )
+
+
+def _ecg_artefacts(
+    ecg: np.ndarray, t0_s: float, r_peaks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ECG with a tall T wave, ectopic and missed beats, baseline wander and motion bursts.
+
+    Returns (ecg in mV, ectopic R times, missed R times) in EEG seconds. An ectopic beat
+    is the beat shown 30 % of an RR early with a compensatory pause (the sinus rhythm
+    goes on); a missed beat has its QRS at 10 % (a lead moving); a motion burst is 1-2 s
+    of 5-40 Hz noise of 0.3 mV.
+    """
+    n = ecg.size
+    out = ecg.copy()
+    r = np.rint((r_peaks - t0_s) * GRID_HZ).astype(int)
+    # tall T wave: the T of every beat scaled, measured from the template's baseline
+    t_gain = rng.uniform(1.0, 2.5)
+    for start, stop in zip(r + 150, r + 450, strict=True):
+        if 0 <= start and stop <= n:
+            base = out[start]
+            out[start:stop] = base + (out[start:stop] - base) * (
+                1.0 + (t_gain - 1.0) * np.hanning(stop - start)
+            )
+    usable = np.flatnonzero((r > 2000) & (r < n - 2000))[1:-1]
+    n_ectopic = min(rng.poisson(usable.size / 150), usable.size // 4)
+    n_missed = min(rng.poisson(usable.size / 300), usable.size // 4)
+    chosen = rng.choice(usable, size=n_ectopic + n_missed, replace=False)
+    ectopic, missed = np.sort(chosen[:n_ectopic]), np.sort(chosen[n_ectopic:])
+    for k in ectopic:
+        shift = int(0.3 * (r[k] - r[k - 1]))
+        start, stop = r[k] - 250, min(r[k] + 350, r[k + 1] - 250)
+        beat = out[start:stop].copy()
+        out[start - shift : stop - shift] = beat
+        out[stop - shift : stop] = beat[-1]  # compensatory pause
+    for k in missed:
+        start, stop = r[k] - 40, r[k] + 40
+        base = np.linspace(out[start], out[stop], stop - start)
+        out[start:stop] = base + 0.1 * (out[start:stop] - base)
+    out += 0.2 * slow_noise(rng, n, 6.0)  # baseline wander
+    for _ in range(rng.poisson(n / GRID_HZ / 180.0)):
+        length = int(rng.uniform(1.0, 2.0) * GRID_HZ)
+        start = int(rng.integers(0, max(n - length, 1)))
+        burst = gaussian_filter1d(rng.standard_normal(length), 4.0)
+        burst = burst - gaussian_filter1d(burst, 25.0)
+        out[start : start + length] += 0.3 * burst / (burst.std() + 1e-12)
+    return out, t0_s + r[ectopic] / GRID_HZ, t0_s + r[missed] / GRID_HZ
 
 
 def _warped_ecg(heart_phase: np.ndarray) -> np.ndarray:

@@ -1,0 +1,118 @@
+"""Pieces shared by the physiology feature modules (`physio`, `cardiac`, `physio_events`)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from mmhe.errors import ConfigError
+
+MIN_DURATION_S: dict[str, float] = {
+    "ecg": 4.0,
+    "ppg": 4.0,
+    "eda": 4.0,
+    "rsp": 15.0,
+    "emg": 0.5,
+    "skt": 1.0,
+}
+"""Shortest segment (seconds) each signal is analysed on; shorter -> NaN and a flag.
+RSP needs one whole breath at the slowest plausible rate (4 /min = 15 s); NeuroKit2's
+breath detection fails on two-breath segments, so 8-s expression windows are too short
+for respiration (use `mmhe.features.windows.RSP_WINDOW` or the trial)."""
+VALID_SHARE_MIN = 0.5
+"""A segment with NaN samples (masked at read time) is analysed on its longest finite
+stretch only when that stretch holds at least this share of the segment."""
+
+# What NeuroKit2 raises on segments it cannot process (e.g. IndexError when no peak is
+# found, TypeError from signal_smooth on a very short signal).
+NK_FAILURES = (ValueError, IndexError, TypeError, ZeroDivisionError, np.linalg.LinAlgError)
+
+
+class PhysioResult(NamedTuple):
+    """Features of one segment and the problems found in it (see `mmhe.features.physio`)."""
+
+    features: dict[str, float]
+    flags: list[str]
+
+
+def nk_rate(sfreq: float) -> int | float:
+    """The sampling rate as NeuroKit2 wants it: some of its paths index with it, so an
+    integral rate must be a Python int (1000.0 -> 1000)."""
+    return int(sfreq) if float(sfreq).is_integer() else float(sfreq)
+
+
+def check_arguments(signal: ArrayLike, sfreq: float) -> NDArray[np.float64]:
+    """The signal as a 1-D float64 array; ConfigError for bad arguments."""
+    try:
+        array = np.asarray(signal, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError("signal must be a 1-D array of numbers") from None
+    if array.ndim != 1:
+        raise ConfigError(f"signal must be 1-D (one channel), got shape {array.shape}")
+    if not isinstance(sfreq, int | float | np.number) or not math.isfinite(sfreq) or sfreq <= 0:
+        raise ConfigError(f"sfreq must be a positive number of Hz, got {sfreq!r}")
+    return array
+
+
+def longest_finite(x: NDArray[np.float64]) -> tuple[int, int]:
+    """(start, stop) of the longest run of finite samples ((0, 0) when there is none)."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return 0, x.size
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], finite.astype(np.int8), [0]))))
+    starts, stops = edges[0::2], edges[1::2]
+    if starts.size == 0:
+        return 0, 0
+    best = int(np.argmax(stops - starts))
+    return int(starts[best]), int(stops[best])
+
+
+def valid_part(
+    x: NDArray[np.float64], sfreq: float, kind: str
+) -> tuple[NDArray[np.float64] | None, str | None, list[str]]:
+    """(analysable samples or None, why not, flags) of a segment.
+
+    NaN samples are masked data (read-time checks) or padding: the longest finite stretch
+    is analysed when it holds at least `VALID_SHARE_MIN` of the segment, with a flag
+    naming the share; infinite values, a too-short or flat segment give None and why.
+    """
+    flags: list[str] = []
+    if np.isinf(x).any():
+        n_bad = int(np.count_nonzero(~np.isfinite(x)))
+        return None, f"{n_bad} of {x.size} samples are not finite (NaN/inf)", flags
+    n_nan = int(np.count_nonzero(np.isnan(x)))
+    if n_nan:
+        start, stop = longest_finite(x)
+        if n_nan == x.size:
+            return None, f"no valid sample: all {x.size} masked (NaN)", flags
+        if (stop - start) < VALID_SHARE_MIN * x.size:
+            return None, f"{n_nan} of {x.size} samples are not finite (NaN/inf)", flags
+        flags.append(
+            f"{n_nan} of {x.size} samples masked (NaN); features from the valid part "
+            f"{start / sfreq:.2f}-{stop / sfreq:.2f} s"
+        )
+        x = x[start:stop]
+    duration = x.size / sfreq
+    if duration < MIN_DURATION_S[kind]:
+        minimum = MIN_DURATION_S[kind]
+        return None, f"segment of {duration:.3g} s is shorter than {minimum:g} s", flags
+    if np.ptp(x) == 0.0:
+        return None, f"flat signal (every sample equals {x[0]:g})", flags
+    return x, None, flags
+
+
+def nan_result(names: tuple[str, ...], flags: list[str]) -> PhysioResult:
+    """Every feature NaN, with the flags saying why."""
+    return PhysioResult(dict.fromkeys(names, math.nan), flags)
+
+
+def quietly(function: Callable[..., object], *args: object, **kwargs: object) -> object:
+    """Call NeuroKit2 without its warnings (every condition they report is flagged here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args, **kwargs)
