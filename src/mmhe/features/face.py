@@ -38,6 +38,7 @@ from mmhe.features.frames import (
     RegistrationError,
     as_box,
     check_frame,
+    fill_holes,
     to_grey,
 )
 from mmhe.features.registration import RegistrationResult, register
@@ -82,18 +83,6 @@ _FULL_MASK_FRACTION = 0.98  # a "foreground" covering more than this means: no g
 # --- segmentation ----------------------------------------------------------------------------
 
 
-def _fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Fill background regions that do not touch the image border."""
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = np.zeros(count, dtype=bool)
-    outside[np.unique(border)] = True
-    outside[0] = False  # label 0 is the foreground itself
-    return ~outside[labels]
-
-
 def segment_face(frame: np.ndarray, *, work_side: int = 512) -> NDArray[np.bool_]:
     """Foreground (head and shoulders) mask of a frame shot against a green panel.
 
@@ -134,7 +123,7 @@ def segment_face(frame: np.ndarray, *, work_side: int = 512) -> NDArray[np.bool_
     if count <= 1:
         return np.zeros((height, width), dtype=bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = _fill_holes(labels == largest)
+    mask = fill_holes(labels == largest)
     if mask.shape != (height, width):
         scaled = cv2.resize(
             mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR

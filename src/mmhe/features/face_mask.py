@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from mmhe.features.frames import FrameError, check_frame
+from mmhe.features.frames import FrameError, check_frame, fill_holes
 from mmhe.features.landmarks import JAW, eye_centres, face_landmarks
 
 __all__ = [
@@ -114,18 +114,6 @@ def _skin_model(lab: np.ndarray, sample: np.ndarray) -> tuple[np.ndarray, np.nda
     return centre, np.maximum(spread, _SKIN_SPREAD_MIN)
 
 
-def _fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Fill background regions that do not touch the image border."""
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = np.zeros(count, dtype=bool)
-    outside[np.unique(border)] = True
-    outside[0] = False
-    return ~outside[labels]
-
-
 def _ellipse(size: float) -> np.ndarray:
     side = max(3, round(size) | 1)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
@@ -219,7 +207,7 @@ def face_mask(
         skin = cv2.morphologyEx(
             skin.astype(np.uint8), cv2.MORPH_OPEN, _ellipse(_OPEN_FRACTION * work_jaw)
         ).astype(bool)
-        count, labels = cv2.connectedComponents(skin.astype(np.uint8), connectivity=8)
+        _, labels = cv2.connectedComponents(skin.astype(np.uint8), connectivity=8)
         touching = np.unique(labels[inner & skin])
         face = np.isin(labels, touching[touching > 0]) | inner
     else:
@@ -227,7 +215,7 @@ def face_mask(
     face = cv2.morphologyEx(
         face.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(_CLOSE_FRACTION * work_jaw)
     ).astype(bool)
-    face = _fill_holes(face) & inside
+    face = fill_holes(face) & inside
     if (scale_x, scale_y) != (1.0, 1.0):
         face = (
             cv2.resize(

@@ -29,6 +29,7 @@ __all__ = [
     "as_box",
     "check_frame",
     "clip_region",
+    "fill_holes",
     "to_grey",
 ]
 
@@ -77,6 +78,7 @@ class FaceBox:
 
 BoxLike = FaceBox | tuple[float, float, float, float]
 """What box arguments accept: a :class:`FaceBox` or any ``(x, y, w, h)`` (sub-pixel allowed)."""
+
 
 def check_frame(frame: np.ndarray, name: str = "frame") -> NDArray[np.uint8]:
     """Validate one frame: (H, W, 3) RGB or (H, W) grey (a trailing 1-channel axis is
@@ -138,3 +140,15 @@ def clip_region(box: BoxLike | None, shape: tuple[int, ...], pad: float = 0.0) -
         raise FrameError(f"box {box!r} leaves fewer than 8 x 8 pixels inside the frame {shape}")
     return (x0, y0, x1 - x0, y1 - y0)
 
+
+def fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` with every False region that does not touch the image border set to True
+    (4-connected regions: eyes, glasses and dark hair inside a face or head mask)."""
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    if count <= 1:
+        return mask
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    outside = np.zeros(count, dtype=bool)
+    outside[np.unique(border)] = True
+    outside[0] = False  # label 0 is the mask itself
+    return ~outside[labels]

@@ -41,11 +41,11 @@ __all__ = [
     "JAW",
     "LANDMARK_MODEL_FILE",
     "LANDMARK_PACKAGE",
-    "LandmarkModelError",
-    "LandmarksNotFoundError",
     "MOUTH",
     "NOSE",
     "STABLE_POINTS",
+    "LandmarkModelError",
+    "LandmarksNotFoundError",
     "box_from_landmarks",
     "eye_centres",
     "face_landmarks",
@@ -75,6 +75,10 @@ to fit the head's pose (:mod:`mmhe.features.alignment`)."""
 # (sd 0.04) of their height higher. Used to re-centre any detector's box on the face.
 _BOX_SCALE = 1.07
 _BOX_RAISE = 0.09
+_ENSEMBLE_SHIFTS = ((0.0, 0.0), (0.03, 0.0), (-0.03, 0.0), (0.0, 0.03), (0.0, -0.03))
+"""Box shifts (fractions of its side) whose fits are averaged: the regression trees' answer
+depends on where the box starts them; averaging 5 fits halves the error of a rigid
+alignment measured on the astronaut enlarged x4 (max 1.3 -> 0.5 px)."""
 _MIN_PREDICTOR_SIDE = 256  # boxes smaller than this are predicted on an upsampled patch
 _TIGHT_CROP_ASPECT = (0.7, 1.45)  # width / height of images treated as tight face crops
 
@@ -130,40 +134,44 @@ def box_from_landmarks(points: np.ndarray) -> tuple[float, float, float, float]:
     return (centre_x - side / 2, centre_y - side / 2, side, side)
 
 
+def _predict(grey: NDArray[np.uint8], box: tuple[float, float, float, float]) -> np.ndarray:
+    """One run of the predictor on a grey image; box in pixel-edge coordinates."""
+    x, y, w, h = box
+    rectangle = dlib.rectangle(round(x), round(y), round(x + w) - 1, round(y + h) - 1)
+    shape = _predictor()(grey, rectangle)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
 def landmarks_in_box(image: np.ndarray, box: BoxLike) -> NDArray[np.float64]:
     """68 landmarks of the face in ``box``, without any plausibility check.
 
     image : (H, W, 3) RGB or (H, W) grey uint8. box : ``(x, y, w, h)`` or a FaceBox; it may
         extend past the image.
-    Returns (68, 2) float64 pixels. dlib returns whole pixels, so a face box smaller than
-    256 px is predicted on a bicubic enlargement of its surroundings to that size (the
-    rounding then costs 1/k px, k the enlargement).
+    Returns (68, 2) float64 pixels. Only the box and half its size around it are read
+    (converted to grey there). dlib returns whole pixels, so a face box smaller than
+    256 px is predicted on a bicubic enlargement to that size (the rounding then costs
+    1/k px, k the enlargement).
     """
-    grey = to_grey(image)
+    image = check_frame(image)
     x, y, w, h = as_box(box)
-    side = max(w, h)
-    factor = max(1.0, _MIN_PREDICTOR_SIDE / side)
-    if factor == 1.0:
-        rectangle = dlib.rectangle(round(x), round(y), round(x + w) - 1, round(y + h) - 1)
-        shape = _predictor()(grey, rectangle)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-    # enlarge a patch of 2 x the box around it: patch pixel q <-> image pixel origin + q / k
-    height, width = grey.shape
+    height, width = image.shape[:2]
     x0 = max(0, math.floor(x - 0.5 * w))
     y0 = max(0, math.floor(y - 0.5 * h))
     x1 = min(width, math.ceil(x + 1.5 * w))
     y1 = min(height, math.ceil(y + 1.5 * h))
-    patch = grey[y0:y1, x0:x1]
-    size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
-    big = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
-    kx, ky = size[0] / (x1 - x0), size[1] / (y1 - y0)
-    # pixel centres: image x = x0 + (big x + 0.5) / k - 0.5
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.full((68, 2), np.nan)
+    patch = to_grey(image[y0:y1, x0:x1]) if min(y1 - y0, x1 - x0) >= 8 else None
+    if patch is None:
+        return np.full((68, 2), np.nan)
+    factor = max(1.0, _MIN_PREDICTOR_SIDE / max(w, h))
+    if factor > 1.0:
+        size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
+        patch = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
+    kx, ky = patch.shape[1] / (x1 - x0), patch.shape[0] / (y1 - y0)
+    # pixel centres: image x = x0 + (patch x + 0.5) / k - 0.5
     left, top = (x - x0 + 0.5) * kx - 0.5, (y - y0 + 0.5) * ky - 0.5
-    rectangle = dlib.rectangle(
-        round(left), round(top), round(left + w * kx) - 1, round(top + h * ky) - 1
-    )
-    shape = _predictor()(np.ascontiguousarray(big), rectangle)
-    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    points = _predict(np.ascontiguousarray(patch), (left, top, w * kx, h * ky))
     points[:, 0] = x0 + (points[:, 0] + 0.5) / kx - 0.5
     points[:, 1] = y0 + (points[:, 1] + 0.5) / ky - 0.5
     return points
@@ -227,6 +235,7 @@ def face_landmarks(
     *,
     backend: str | Sequence[str] | None = None,
     refine: int = 1,
+    ensemble: int = 5,
 ) -> NDArray[np.float64]:
     """68 facial landmarks (iBUG 300-W order) of the face in an image.
 
@@ -241,6 +250,10 @@ def face_landmarks(
     refine : times the box is re-centred on the fitted landmarks (:func:`box_from_landmarks`)
         and the landmarks fitted again: each detector draws its box differently, and the
         predictor is most accurate on the box it was trained with (dlib's HOG box).
+    ensemble : each refit is the mean of this many fits (1 to 5), from the box and from
+        the box shifted by 3 % of its side left, right, up and down: the trees' answer
+        depends on the box they start from, and the mean is steadier (less jitter across
+        frames, sub-pixel alignment).
     Returns (68, 2) float64, pixels. Raises :class:`LandmarksNotFoundError` when no face is
     found or the fit is not a plausible face (:func:`plausibility_problem`), and
     :class:`LandmarkModelError` when the model is not installed.
@@ -266,8 +279,15 @@ def face_landmarks(
                 raise LandmarksNotFoundError(str(error)) from error
             box, source = (0.0, 0.0, float(width), float(height)), "the whole image"
     points = landmarks_in_box(image, box)
+    shifts = _ENSEMBLE_SHIFTS[: max(1, min(len(_ENSEMBLE_SHIFTS), int(ensemble)))]
     for _ in range(max(0, int(refine))):
-        points = landmarks_in_box(image, box_from_landmarks(points))
+        if not np.isfinite(points).all():
+            break
+        x, y, w, h = box_from_landmarks(points)
+        points = np.mean(
+            [landmarks_in_box(image, (x + dx * w, y + dy * h, w, h)) for dx, dy in shifts],
+            axis=0,
+        )
     problem = plausibility_problem(points, image.shape)
     if problem is not None:
         raise LandmarksNotFoundError(

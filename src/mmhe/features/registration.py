@@ -57,7 +57,6 @@ class RegistrationResult:
         return math.degrees(math.atan2(self.matrix[1, 0], self.matrix[0, 0]))
 
 
-
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64) - a.mean()
     b = b.astype(np.float64) - b.mean()
