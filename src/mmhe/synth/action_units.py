@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 class AUAnchor(NamedTuple):
     """One displacement bump of an action unit, in face-normalised coordinates.
 
@@ -167,7 +166,6 @@ MACRO_APEX_INTENSITY = 1.0
 """Suggested apex intensity of a macro-expression (~8 px at a 640 px head height)."""
 
 
-
 # ---------------------------------------------------------------- timing profile
 
 
@@ -201,5 +199,3 @@ def expression_intensity(
     up = 0.5 - 0.5 * np.cos(np.pi * rise)
     down = 0.5 + 0.5 * np.cos(np.pi * fall)
     return np.where(t <= apex, up, down)
-
-
