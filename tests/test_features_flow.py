@@ -289,7 +289,7 @@ def twin_pair():
     rng = np.random.default_rng(0)
     onset = renderer.render({}, head_shift=(4.0, -3.0), rng=rng)
     apex = renderer.render({12: 1.0}, head_shift=(-2.0, 2.0), rng=rng)
-    corners = renderer.face_to_pixels([a.center for a in AU_ANCHORS[12]]) + (4.0, -3.0)
+    corners = renderer.face_to_pixels([a.center for a in AU_ANCHORS[12]]) + np.array([4.0, -3.0])
     planted = np.hypot(*AU_ANCHORS[12][0].direction) * renderer.pixels_per_unit
     return onset, apex, corners, planted
 
