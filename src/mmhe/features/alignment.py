@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from mmhe.features.face_mask import face_mask, face_outline
+from mmhe.features.face_mask import face_mask_small, face_outline
 from mmhe.features.frames import FrameError, check_frame
 from mmhe.features.landmarks import (
     STABLE_POINTS,
@@ -210,13 +210,23 @@ class AlignedExpression:
 
 
 def _crop_matrix(
-    template: np.ndarray, size: int, margin: float, face: np.ndarray | None = None
+    template: np.ndarray,
+    size: int,
+    margin: float,
+    face: np.ndarray | None = None,
+    face_to_frame: np.ndarray | None = None,
 ) -> NDArray[np.float64]:
-    """Template-frame pixels -> crop pixels: the bounding square of the face mask (of the
-    landmarks' outline without a mask) plus margin."""
+    """Template-frame pixels -> crop pixels: the bounding square of the face mask (``face``
+    on a grid mapped to frame pixels by ``face_to_frame``) or, without a mask, of the
+    landmarks' outline, plus margin."""
     if face is not None and face.any():
         rows, cols = np.flatnonzero(face.any(axis=1)), np.flatnonzero(face.any(axis=0))
-        (x0, y0), (x1, y1) = (cols[0] - 0.5, rows[0] - 0.5), (cols[-1] + 0.5, rows[-1] + 0.5)
+        corners = np.array(
+            [[cols[0] - 0.5, rows[0] - 0.5], [cols[-1] + 0.5, rows[-1] + 0.5]], dtype=float
+        )
+        if face_to_frame is not None:
+            corners = _apply(face_to_frame, corners)
+        (x0, y0), (x1, y1) = corners.min(axis=0), corners.max(axis=0)
     else:
         outline = face_outline(template)
         (x0, y0), (x1, y1) = outline.min(axis=0), outline.max(axis=0)
@@ -387,8 +397,21 @@ def align_expression(
         )
     template = tracks[template_index]
     stable = list(STABLE_POINTS)
-    full_mask = face_mask(checked[template_index], template) if mask else None
-    to_crop = _crop_matrix(template, int(size), margin, full_mask)
+    face = None
+    if mask:  # the crop bounds the face mask, resampled once from where it is computed
+        small, to_small = face_mask_small(checked[template_index], template)
+        small_to_frame = cv2.invertAffineTransform(to_small)
+        to_crop = _crop_matrix(template, int(size), margin, small, small_to_frame)
+        small_to_crop = _compose(to_crop, small_to_frame)
+        face = (
+            cv2.warpAffine(
+                small.astype(np.float32), small_to_crop, (int(size), int(size)),
+                flags=cv2.INTER_LINEAR,
+            )
+            > 0.5
+        )  # fmt: skip
+    else:
+        to_crop = _crop_matrix(template, int(size), margin)
     matrices = np.empty((count, 2, 3))
     last_pose = np.eye(2, 3)
     for index in range(count):
@@ -397,9 +420,6 @@ def align_expression(
         matrices[index] = _compose(to_crop, last_pose)
     crops = np.stack([_warp(frame, matrices[i], int(size)) for i, frame in enumerate(checked)])
     template_in_crop = _apply(to_crop, template)
-    face = None
-    if full_mask is not None:
-        face = _warp(full_mask.astype(np.uint8) * 255, to_crop, int(size)) > 127
     refined = np.zeros(count, dtype=bool)
     if refine and count > 1:
         region = np.ones((int(size), int(size)), dtype=bool)

@@ -23,6 +23,7 @@ __all__ = [
     "FOREHEAD_HEIGHT",
     "SKIN_DISTANCE",
     "face_mask",
+    "face_mask_small",
     "face_outline",
     "mask_iou",
 ]
@@ -150,6 +151,47 @@ def face_mask(
     5. the mask is scaled back to the image (bilinear, threshold 0.5).
     """
     image = check_frame(image)
+    height, width = image.shape[:2]
+    mask = np.zeros((height, width), dtype=bool)
+    face, region, _ = _work_mask(image, landmarks, forehead, skin_distance)
+    if face is None:
+        return mask
+    x0, y0, x1, y1 = region
+    if face.shape != (y1 - y0, x1 - x0):
+        face = cv2.resize(face.astype(np.float32), (x1 - x0, y1 - y0)) > 0.5  # bilinear
+    mask[y0:y1, x0:x1] = face
+    return mask
+
+
+def face_mask_small(
+    image: np.ndarray,
+    landmarks: np.ndarray | None = None,
+    *,
+    forehead: float = FOREHEAD_HEIGHT,
+    skin_distance: float = SKIN_DISTANCE,
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """:func:`face_mask` at the resolution it is computed at (the face at most 160 px
+    wide), for resampling it once into another grid (an aligned crop).
+
+    Returns (mask (h, w) bool, matrix (2, 3) mapping image pixels to mask pixels); an
+    empty (1, 1) mask when the face is off the image.
+    """
+    image = check_frame(image)
+    face, _, to_work = _work_mask(image, landmarks, forehead, skin_distance)
+    if face is None:
+        return np.zeros((1, 1), dtype=bool), to_work
+    return face, to_work
+
+
+def _work_mask(
+    image: NDArray[np.uint8],
+    landmarks: np.ndarray | None,
+    forehead: float,
+    skin_distance: float,
+) -> tuple[NDArray[np.bool_] | None, tuple[int, int, int, int], NDArray[np.float64]]:
+    """The face mask on the working patch: (mask, (x0, y0, x1, y1) of the patch in image
+    pixels, 2 x 3 map image pixels -> mask pixels); mask None when the face is off the
+    image."""
     if landmarks is None:
         landmarks = face_landmarks(image)
     points = np.asarray(landmarks, dtype=np.float64)
@@ -162,9 +204,9 @@ def face_mask(
     pad = 0.05 * max(x1 - x0, y1 - y0)
     rx0, ry0 = max(0, math.floor(x0 - pad)), max(0, math.floor(y0 - pad))
     rx1, ry1 = min(width, math.ceil(x1 + pad)), min(height, math.ceil(y1 + pad))
-    mask = np.zeros((height, width), dtype=bool)
+    region = (rx0, ry0, rx1, ry1)
     if rx1 - rx0 < 4 or ry1 - ry0 < 4:
-        return mask
+        return None, region, np.eye(2, 3)
     jaw_width = float(np.hypot(*(points[16] - points[0])))
     scale = min(1.0, _WORK_WIDTH / max(jaw_width, 1.0))
     size = (max(4, round((rx1 - rx0) * scale)), max(4, round((ry1 - ry0) * scale)))
@@ -172,16 +214,18 @@ def face_mask(
     patch = image[ry0:ry1, rx0:rx1]
     if (scale_x, scale_y) != (1.0, 1.0):
         patch = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
-
-    def to_work(xy: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [(xy[:, 0] - rx0 + 0.5) * scale_x - 0.5, (xy[:, 1] - ry0 + 0.5) * scale_y - 0.5],
-            axis=1,
-        )
+    # pixel centres: work x = (x - rx0 + 0.5) * scale_x - 0.5
+    to_work = np.array(
+        [
+            [scale_x, 0.0, (0.5 - rx0) * scale_x - 0.5],
+            [0.0, scale_y, (0.5 - ry0) * scale_y - 0.5],
+        ]
+    )
 
     def polygon(xy: np.ndarray, convex: bool = False) -> NDArray[np.bool_]:
         canvas = np.zeros(size[::-1], np.uint8)
-        vertices = np.round(to_work(xy) * 16).astype(np.int32)  # 4 fractional bits
+        work = xy @ to_work[:, :2].T + to_work[:, 2]
+        vertices = np.round(work * 16).astype(np.int32)  # 4 fractional bits
         if convex:
             cv2.fillConvexPoly(canvas, cv2.convexHull(vertices), 1, cv2.LINE_8, 4)
         else:
@@ -196,8 +240,8 @@ def face_mask(
         lab[..., 0] *= 100.0 / 255.0
         lab[..., 1:] -= 128.0
         sample = np.zeros(size[::-1], dtype=bool)
-        for region in _skin_sample_regions(points):
-            sample |= polygon(region, convex=True)
+        for area in _skin_sample_regions(points):
+            sample |= polygon(area, convex=True)
         sample &= inside
         if np.count_nonzero(sample) < 10:
             sample = inner
@@ -215,16 +259,7 @@ def face_mask(
     face = cv2.morphologyEx(
         face.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(_CLOSE_FRACTION * work_jaw)
     ).astype(bool)
-    face = fill_holes(face) & inside
-    if (scale_x, scale_y) != (1.0, 1.0):
-        face = (
-            cv2.resize(
-                face.astype(np.float32), (rx1 - rx0, ry1 - ry0), interpolation=cv2.INTER_LINEAR
-            )
-            > 0.5
-        )
-    mask[ry0:ry1, rx0:rx1] = face
-    return mask
+    return fill_holes(face) & inside, region, to_work
 
 
 def mask_iou(first: np.ndarray, second: np.ndarray) -> float:

@@ -155,33 +155,57 @@ def landmarks_in_box(image: np.ndarray, box: BoxLike) -> NDArray[np.float64]:
 
     image : (H, W, 3) RGB or (H, W) grey uint8. box : ``(x, y, w, h)`` or a FaceBox; it may
         extend past the image.
-    Returns (68, 2) float64 pixels. Only the box and half its size around it are read
-    (converted to grey there). dlib returns whole pixels, so a face box smaller than
-    256 px is predicted on a bicubic enlargement to that size (the rounding then costs
-    1/k px, k the enlargement).
+    Returns (68, 2) float64 pixels (NaN when the box misses the image). Only the box and
+    its surroundings are read (converted to grey there). dlib returns whole pixels, so a
+    face box smaller than 256 px is predicted on a bicubic enlargement to that size (the
+    rounding then costs 1/k px, k the enlargement).
     """
     image = check_frame(image)
-    x, y, w, h = as_box(box)
+    grey, origin = _grey_around(image, as_box(box))
+    if grey is None:
+        return np.full((68, 2), np.nan)
+    return _fit(grey, as_box(box), origin)
+
+
+def _grey_around(
+    image: NDArray[np.uint8], box: tuple[float, ...], reach: float = 0.5
+) -> tuple[NDArray[np.uint8] | None, tuple[int, int]]:
+    """Grey, C-contiguous copy of the box grown by ``reach`` times its size on every side
+    (clipped to the image), and its origin (x0, y0) in image pixels; None if < 8 px."""
+    x, y, w, h = box
     height, width = image.shape[:2]
-    x0 = max(0, math.floor(x - 0.5 * w))
-    y0 = max(0, math.floor(y - 0.5 * h))
-    x1 = min(width, math.ceil(x + 1.5 * w))
-    y1 = min(height, math.ceil(y + 1.5 * h))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return np.full((68, 2), np.nan)
-    patch = to_grey(image[y0:y1, x0:x1]) if min(y1 - y0, x1 - x0) >= 8 else None
-    if patch is None:
-        return np.full((68, 2), np.nan)
+    x0, y0 = max(0, math.floor(x - reach * w)), max(0, math.floor(y - reach * h))
+    x1 = min(width, math.ceil(x + (1 + reach) * w))
+    y1 = min(height, math.ceil(y + (1 + reach) * h))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None, (x0, y0)
+    return np.ascontiguousarray(to_grey(image[y0:y1, x0:x1])), (x0, y0)
+
+
+def _fit(
+    grey: NDArray[np.uint8], box: tuple[float, ...], origin: tuple[int, int]
+) -> NDArray[np.float64]:
+    """One fit on ``grey`` (whose top-left pixel is image pixel ``origin``); box and result
+    in image pixels."""
+    x, y, w, h = box
+    x, y = x - origin[0], y - origin[1]
     factor = max(1.0, _MIN_PREDICTOR_SIDE / max(w, h))
-    if factor > 1.0:
-        size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
-        patch = cv2.resize(patch, size, interpolation=cv2.INTER_CUBIC)
-    kx, ky = patch.shape[1] / (x1 - x0), patch.shape[0] / (y1 - y0)
-    # pixel centres: image x = x0 + (patch x + 0.5) / k - 0.5
-    left, top = (x - x0 + 0.5) * kx - 0.5, (y - y0 + 0.5) * ky - 0.5
-    points = _predict(np.ascontiguousarray(patch), (left, top, w * kx, h * ky))
-    points[:, 0] = x0 + (points[:, 0] + 0.5) / kx - 0.5
-    points[:, 1] = y0 + (points[:, 1] + 0.5) / ky - 0.5
+    if factor == 1.0:
+        points = _predict(grey, (x, y, w, h))
+        return points + origin
+    # enlarge the box's surroundings: patch pixel q <-> grey (q + 0.5) / k - 0.5 + offset
+    height, width = grey.shape
+    px0, py0 = max(0, math.floor(x - 0.5 * w)), max(0, math.floor(y - 0.5 * h))
+    px1, py1 = min(width, math.ceil(x + 1.5 * w)), min(height, math.ceil(y + 1.5 * h))
+    if px1 - px0 < 2 or py1 - py0 < 2:
+        return np.full((68, 2), np.nan)
+    size = (max(1, round((px1 - px0) * factor)), max(1, round((py1 - py0) * factor)))
+    patch = cv2.resize(grey[py0:py1, px0:px1], size, interpolation=cv2.INTER_CUBIC)
+    kx, ky = size[0] / (px1 - px0), size[1] / (py1 - py0)
+    left, top = (x - px0 + 0.5) * kx - 0.5, (y - py0 + 0.5) * ky - 0.5
+    points = _predict(patch, (left, top, w * kx, h * ky))
+    points[:, 0] = px0 + (points[:, 0] + 0.5) / kx - 0.5 + origin[0]
+    points[:, 1] = py0 + (points[:, 1] + 0.5) / ky - 0.5 + origin[1]
     return points
 
 
@@ -302,13 +326,19 @@ def face_landmarks(
             if not _is_tight_crop(image.shape):
                 raise LandmarksNotFoundError(str(error)) from error
             box, source = (0.0, 0.0, float(width), float(height)), "the whole image"
-    points = landmarks_in_box(image, box)
+    box = as_box(box)
+    grey, origin = _grey_around(image, box, reach=1.0)  # one conversion for every fit
+    if grey is None:
+        raise LandmarksNotFoundError(
+            f"the face box {box} leaves fewer than 8 x 8 pixels of the {width} x {height} image"
+        )
+    points = _fit(grey, box, origin)
     shifts = _ENSEMBLE_SHIFTS[: max(1, min(len(_ENSEMBLE_SHIFTS), int(ensemble)))]
     for _ in range(max(0, int(refine))):
         if not np.isfinite(points).all():
             break
         x, y, w, h = box_from_landmarks(points)
-        fits = [landmarks_in_box(image, (x + dx * w, y + dy * h, w, h)) for dx, dy in shifts]
+        fits = [_fit(grey, (x + dx * w, y + dy * h, w, h), origin) for dx, dy in shifts]
         points = np.mean(fits, axis=0)
     problem = plausibility_problem(points, image.shape)
     if problem is None and refine > 0 and len(shifts) == len(_ENSEMBLE_SHIFTS):
