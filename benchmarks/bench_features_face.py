@@ -1,24 +1,41 @@
 """Benchmark of the face half of the visual pipeline at the camera's 2048 x 1088.
 
-Per expression (onset + apex frame): segment the green screen, detect the face, crop
-256 x 256 (the published crop), register onset to apex, optical flow (on the 128 px
-working crop), 28 x 28 (strain, u, v) stack. Timed with TV-L1 (target <= 0.7 s) and
-DIS (target <= 60 ms), and the flow's end-point error is measured against the known
-planted warp.
+Per expression (onset + apex frame), called the way `mmhe features` calls it
+(`mmhe.features.flow.expression_flow` + `flow_stack`):
 
-Frames: scikit-image's astronaut photograph (head and shoulders, scaled x4 so the face is
-~380 px, as a 16 mm lens at ~1 m gives) composited on a shaded, noisy green panel. The
-apex frame is that composite; the onset frame is the neutral face seen through a head
-motion H (shift and rotation): ``onset(p) = apex(H p + e(H p))`` where ``e`` is the
-expression's displacement field. After ideal registration the flow onset -> apex is
-exactly ``e``, which is what the error is measured against (inside the face box).
+- ``landmarks`` (the default): 68 landmarks in both frames (detector chain on the onset,
+  tracked into the apex), face-only mask of the onset, apex aligned to the onset's pose
+  (landmark similarity refined by ECC), 128 px crops, flow of the masked face, rigid
+  residual removed, 28 x 28 (strain, u, v) stack. Target: <= 100 ms with DIS on 2 cores.
+- ``ecc`` (the previous default, run side by side as the baseline): Haar box, 128 px box
+  crops, onset registered to apex by ECC, flow, rigid residual removed, stack.
 
-Run: ``.venv/bin/python benchmarks/bench_features_face.py [--repeats 10]``
+Each with DIS and TV-L1. The physical floor measured in the same run: converting both
+RGB frames to grey (the least work that reads every pixel once; the pipelines read far
+less, the face only). On a shared machine wall times grow with the load, so the landmark
+pipeline is also timed in CPU seconds with OpenCV on one thread (``cpu 1 thr``): the
+work itself, which two idle cores can only shorten.
+
+Scenes:
+
+- ``astronaut``: scikit-image's astronaut (x4, face ~380 px as a 16 mm lens at ~1 m gives)
+  on a shaded, noisy green panel. The apex is that composite; the onset is the neutral face
+  seen through a head motion H: ``onset(p) = apex(H p + e(H p))``, ``e`` a planted
+  expression (6 px peak). The flow's end-point error (EPE) on the face mask is measured
+  against the planted ``e`` mapped into the landmark pipeline's crops, less the rigid part
+  that alignment leaves (a least-squares similarity over the face where ``|e| < 0.05 px``);
+  for the ECC pipeline, as before, against ``e`` at its crop's pixels in the face box
+  (the mask there is computed on the apex, so the flow outside it is 0: EPE includes it).
+- ``twin``: the synthetic MMHE participant (EEG cap, headphones, glasses, EOG electrodes)
+  smiling (AU6 + AU12) with head motion; timing only.
+
+Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_features_face.py [--repeats 10]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,14 +44,13 @@ import cv2
 import numpy as np
 from skimage.data import astronaut
 
-from mmhe.features import face, flow
+from mmhe.features import alignment, face, face_mask, flow
+from mmhe.synth.face import FaceAppearance, FaceRenderer
 
 WIDTH, HEIGHT = 2048, 1088
 SCALE = 4  # astronaut pixels -> camera pixels
 FLOW_SIZE = 128
-CROP_SIZE = 256
-MARGIN = 0.15
-TARGETS = {"tvl1": 0.7, "dis": 0.060}
+TARGET_DIS = 0.100  # s per expression, landmarks pipeline, DIS, 2 cores
 HEAD_MOTION = {"shift": (4.6, -3.4), "angle_deg": 0.8}
 
 
@@ -91,11 +107,15 @@ def expression_field(kind: str) -> Callable[[np.ndarray, np.ndarray], tuple[np.n
     return field
 
 
+def head_matrix() -> np.ndarray:
+    head = cv2.getRotationMatrix2D((WIDTH / 2, HEIGHT / 2), HEAD_MOTION["angle_deg"], 1.0)
+    head[:, 2] += HEAD_MOTION["shift"]
+    return head
+
+
 def onset_frame(apex: np.ndarray, field) -> np.ndarray:
     """``onset(p) = apex(H p + e(H p))``: neutral face, moved head."""
-    centre = (WIDTH / 2, HEIGHT / 2)
-    head = cv2.getRotationMatrix2D(centre, HEAD_MOTION["angle_deg"], 1.0)
-    head[:, 2] += HEAD_MOTION["shift"]
+    head = head_matrix()
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     hx = head[0, 0] * xx + head[0, 1] * yy + head[0, 2]
     hy = head[1, 0] * xx + head[1, 1] * yy + head[1, 2]
@@ -105,52 +125,123 @@ def onset_frame(apex: np.ndarray, field) -> np.ndarray:
     )
 
 
-def pipeline(onset: np.ndarray, apex: np.ndarray, method: str) -> tuple:
-    """The timed work of one expression.
-
-    Returns (flow at 128 px, 28 px image, face box, {step: seconds}).
-    """
-    clock = [time.perf_counter()]
-    steps: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        clock.append(time.perf_counter())
-        steps[name] = clock[-1] - clock[-2]
-
-    mask = face.segment_face(apex)
-    lap("segment")
-    box = face.detect_face(apex, mask=mask, eyes=False)
-    lap("detect")
-    onset_crop = face.crop(onset, box, CROP_SIZE, margin=MARGIN)
-    apex_crop = face.crop(apex, box, CROP_SIZE, margin=MARGIN)
-    lap("crop")
-    # register + flow + rigid-motion removal on the 128 px working crop of the 256 crop
-    face_flow = flow.face_flow(
-        onset_crop,
-        apex_crop,
-        method=method,
-        box=face.box_in_crop(CROP_SIZE, margin=MARGIN),
-        margin=MARGIN,
-        flow_size=FLOW_SIZE,
-    )
-    lap("register+flow")
-    image = flow.flow_stack(face_flow, 28)
-    lap("stack")
-    return face_flow, image, box, steps
+def twin_pair() -> tuple[np.ndarray, np.ndarray]:
+    renderer = FaceRenderer(FaceAppearance(WIDTH, HEIGHT, glasses=True))
+    rng = np.random.default_rng(0)
+    onset = renderer.render({}, head_shift=(8.0, -5.0), rng=rng)
+    apex = renderer.render({6: 0.5, 12: 1.0}, head_shift=(-4.0, 3.0), rng=rng)
+    return onset, apex
 
 
-def end_point_error(estimated: np.ndarray, box: face.FaceBox, field) -> tuple[float, float]:
-    """Mean EPE inside the face box, in 128 px crop pixels, and the mean true |e| there."""
-    x0, y0, side = face.square_region(box, margin=MARGIN)
+# ---------------------------------------------------------------- timed work
+
+
+def run(onset: np.ndarray, apex: np.ndarray, align: str, method: str) -> flow.FaceFlow:
+    """One expression, as `mmhe features` computes it."""
+    result = flow.expression_flow(onset, apex, method=method, align=align, flow_size=FLOW_SIZE)
+    image = flow.flow_stack(result.flow, 28, mask=result.mask)
+    assert image.shape == (3, 28, 28) and np.isfinite(image).all()
+    return result
+
+
+def steps(onset: np.ndarray, apex: np.ndarray, method: str) -> dict[str, float]:
+    """The landmark pipeline's steps, each timed alone (seconds)."""
+    times = {}
+    start = time.perf_counter()
+    tracks, _ = alignment.track_landmarks([onset, apex])
+    times["landmarks"] = time.perf_counter() - start
+    start = time.perf_counter()
+    face_mask.face_mask_small(onset, tracks[0])
+    times["mask"] = time.perf_counter() - start
+    start = time.perf_counter()
+    aligned = alignment.align_expression([onset, apex], landmarks=tracks, size=FLOW_SIZE)
+    times["align (incl. mask)"] = time.perf_counter() - start
+    crops = aligned.masked()
+    start = time.perf_counter()
+    field = flow.optical_flow(crops[0], crops[1], method)
+    times["flow"] = time.perf_counter() - start
+    start = time.perf_counter()
+    field = flow.remove_rigid_motion(field, mask=aligned.mask)[0]
+    flow.flow_stack(field, 28, mask=aligned.mask)
+    times["rigid+stack"] = time.perf_counter() - start
+    return times
+
+
+def cpu_seconds(onset: np.ndarray, apex: np.ndarray, method: str, repeats: int) -> float:
+    """Median CPU time of one expression (landmark pipeline), OpenCV on one thread."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = []
+        for _ in range(repeats if method == "dis" else max(3, repeats // 3)):
+            start = time.process_time()
+            run(onset, apex, "landmarks", method)
+            times.append(time.process_time() - start)
+    finally:
+        cv2.setNumThreads(threads)
+    return statistics.median(times)
+
+
+def floor(onset: np.ndarray, apex: np.ndarray) -> float:
+    start = time.perf_counter()
+    cv2.cvtColor(onset, cv2.COLOR_RGB2GRAY)
+    cv2.cvtColor(apex, cv2.COLOR_RGB2GRAY)
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def _similarity_residual(points: np.ndarray, vectors: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """``vectors`` minus the least-squares similarity motion fitted on the static points."""
+    matrix = alignment.similarity_transform(points[static], points[static] + vectors[static])
+    rigid = points @ matrix[:, :2].T + matrix[:, 2] - points
+    return vectors - rigid
+
+
+def end_point_error(result: flow.FaceFlow, field) -> tuple[float, float]:
+    """Landmark pipeline: mean EPE on the face mask, in 128 px crop pixels, and the mean
+    true |e| there. The flow's grid is the onset crop: crop pixel c is onset pixel
+    p = M0^-1 c, which the head moved to H p and the expression to q = H p + e(H p), seen
+    at M1 q in the apex crop; truth = M1 q - c, less the rigid part alignment left."""
+    yy, xx = np.mgrid[0:FLOW_SIZE, 0:FLOW_SIZE].astype(np.float64)
+    crop_points = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    head = head_matrix()
+    to_onset = cv2.invertAffineTransform(result.alignment.matrices[0])
+    to_apex_crop = result.alignment.matrices[1]
+    onset_points = crop_points @ to_onset[:, :2].T + to_onset[:, 2]
+    moved = onset_points @ head[:, :2].T + head[:, 2]
+    ex, ey = field(moved[:, 0], moved[:, 1])
+    apex_points = moved + np.stack([ex, ey], axis=1)
+    truth = apex_points @ to_apex_crop[:, :2].T + to_apex_crop[:, 2] - crop_points
+    expression = np.hypot(ex, ey) * np.sqrt(abs(np.linalg.det(to_apex_crop[:, :2])))
+    on_face = result.mask.ravel()
+    truth = _similarity_residual(crop_points, truth, on_face & (expression < 0.05))
+    error = np.hypot(*(result.flow.reshape(-1, 2) - truth).T)[on_face]
+    return float(error.mean()), float(np.hypot(*truth.T)[on_face].mean())
+
+
+def end_point_error_box(estimated: np.ndarray, box: face.FaceBox, field) -> tuple[float, float]:
+    """ECC pipeline (the previous benchmark's measure): mean EPE inside the face box, in
+    128 px crop pixels, against ``e`` at the crop's pixels (ideal registration assumed),
+    and the mean true |e| there."""
+    x0, y0, side = face.square_region(box, margin=flow.BOX_MARGIN)
     ratio = side / FLOW_SIZE
     yy, xx = np.mgrid[0:FLOW_SIZE, 0:FLOW_SIZE].astype(np.float64)
     ex, ey = field(x0 + (xx + 0.5) * ratio - 0.5, y0 + (yy + 0.5) * ratio - 0.5)
     ex, ey = ex / ratio, ey / ratio
-    inner = round(FLOW_SIZE / (1 + 2 * MARGIN))
+    inner = round(FLOW_SIZE / (1 + 2 * flow.BOX_MARGIN))
     lo = (FLOW_SIZE - inner) // 2
     window = (slice(lo, lo + inner), slice(lo, lo + inner))
     error = np.hypot(estimated[..., 0] - ex, estimated[..., 1] - ey)[window]
     return float(error.mean()), float(np.hypot(ex, ey)[window].mean())
+
+
+# ---------------------------------------------------------------- report
+
+
+def _median_ms(values: list[float]) -> float:
+    return 1000.0 * statistics.median(values)
 
 
 def main() -> None:
@@ -160,39 +251,65 @@ def main() -> None:
 
     apex = green_screen_apex()
     print(
-        f"frames {WIDTH} x {HEIGHT} RGB; head motion {HEAD_MOTION}; crop {CROP_SIZE}, "
-        f"flow at {FLOW_SIZE} px; OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads"
+        f"frames {WIDTH} x {HEIGHT} RGB; flow at {FLOW_SIZE} px; OpenCV {cv2.__version__}, "
+        f"{cv2.getNumThreads()} threads, {os.cpu_count()} cores; load average "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
+    scenes = {
+        kind: (onset_frame(apex, expression_field(kind)), apex, expression_field(kind))
+        for kind in ("smile (AU12)", "frown (AU4)")
+    }
+    scenes["twin AU6+12"] = (*twin_pair(), None)
     print(
-        f"{'expression':<14} {'method':<6} {'median s':>9} {'min s':>8} {'target':>7} "
-        f"{'EPE px128':>10} {'|e| px128':>10} {'EPE px cam':>11}"
+        f"{'scene':<14} {'pipeline':<10} {'method':<6} {'median ms':>9} {'min ms':>7} "
+        f"{'x floor':>8} {'EPE px':>7} {'|e| px':>7} {'cpu 1 thr':>9}  notes"
     )
-    for kind in ("smile (AU12)", "frown (AU4)"):
-        field = expression_field(kind)
-        onset = onset_frame(apex, field)
-        for method in ("tvl1", "dis"):
-            pipeline(onset, apex, method)  # warm-up (cascade loading, first-call costs)
-            times, step_times = [], []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                estimated, image, box, steps = pipeline(onset, apex, method)
-                times.append(time.perf_counter() - start)
-                step_times.append(steps)
-            assert image.shape == (3, 28, 28)
-            epe, truth = end_point_error(estimated, box, field)
-            side = face.square_region(box, margin=MARGIN)[2]
-            median = statistics.median(times)
-            verdict = "ok" if median <= TARGETS[method] else "SLOW"
-            print(
-                f"{kind:<14} {method:<6} {median:>9.4f} {min(times):>8.4f} "
-                f"{TARGETS[method]:>7.3f} {epe:>10.3f} {truth:>10.3f} "
-                f"{epe * side / FLOW_SIZE:>11.2f}  {verdict} (box {box.box}, {box.source})"
-            )
-            breakdown = ", ".join(
-                f"{name} {1000 * statistics.median(s[name] for s in step_times):.1f}"
-                for name in step_times[0]
-            )
-            print(f"{'':<21} median ms per step: {breakdown}")
+    for scene, (onset, apex_frame, field) in scenes.items():
+        run(onset, apex_frame, "landmarks", "dis")  # warm-up: model load, cascades
+        floors = [floor(onset, apex_frame) for _ in range(args.repeats)]
+        floor_ms = _median_ms(floors)
+        print(f"{scene:<14} {'floor':<10} {'':<6} {floor_ms:>9.2f}  (RGB -> grey of both frames)")
+        medians = {}
+        for align in ("landmarks", "ecc"):
+            for method in ("dis", "tvl1"):
+                times = []
+                for _ in range(args.repeats if method == "dis" else max(3, args.repeats // 3)):
+                    start = time.perf_counter()
+                    result = run(onset, apex_frame, align, method)
+                    times.append(time.perf_counter() - start)
+                medians[align, method] = statistics.median(times)
+                if field is not None and align == "landmarks":
+                    epe, truth = end_point_error(result, field)
+                    accuracy = f"{epe:>7.3f} {truth:>7.3f}"
+                elif field is not None:
+                    box = face.detect_face(apex_frame, eyes=False)
+                    epe, truth = end_point_error_box(result.flow, box, field)
+                    accuracy = f"{epe:>7.3f} {truth:>7.3f}"
+                else:
+                    accuracy = f"{'-':>7} {'-':>7}"
+                notes, cpu = "", f"{'-':>9}"
+                if align == "landmarks":
+                    cpu = f"{1000 * cpu_seconds(onset, apex_frame, method, args.repeats):>9.1f}"
+                    quality = result.alignment.quality
+                    notes = f"head motion {quality.head_motion_px:.1f} px, flags {quality.flags}"
+                    if method == "dis":
+                        verdict = "ok" if medians[align, method] <= TARGET_DIS else "SLOW"
+                        notes += f"; target {1000 * TARGET_DIS:.0f} ms wall: {verdict}"
+                print(
+                    f"{scene:<14} {align:<10} {method:<6} {_median_ms(times):>9.1f} "
+                    f"{1000 * min(times):>7.1f} {medians[align, method] / (floor_ms / 1000):>8.1f} "
+                    f"{accuracy} {cpu}  {notes}"
+                )
+        breakdown = [steps(onset, apex_frame, "dis") for _ in range(args.repeats)]
+        print(
+            f"{'':<14} landmarks steps, median ms: "
+            + ", ".join(f"{k} {_median_ms([b[k] for b in breakdown]):.1f}" for k in breakdown[0])
+        )
+        print(
+            f"{'':<14} ratio landmarks / ecc: DIS "
+            f"{medians['landmarks', 'dis'] / medians['ecc', 'dis']:.2f}, TV-L1 "
+            f"{medians['landmarks', 'tvl1'] / medians['ecc', 'tvl1']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,16 @@ def test_shapes_cache_and_new_parameters(featured):
     assert folders["face"].name != load_features.__name__
     _, face_dis = load_features(featured, "face", config=dis)
     assert face_dis.shape == face.shape and not np.allclose(face_dis, face)
-    assert set(feature_issues(featured, "face")["code"]) <= {"no_frames"}
+    face_issues = feature_issues(featured, "face")
+    assert set(face_issues["code"]) <= {"no_frames", "face_head_motion"}
+    # the twin's head sways by up to 4 % of its height: the flag follows the measured motion
+    flagged = face_table["expression_id"].isin(
+        face_issues.loc[face_issues["code"] == "face_head_motion", "sample"]
+    )
+    assert (face_table.loc[flagged, "head_motion"] > 0.1).all()
+    assert (face_table.loc[~flagged, "head_motion"] <= 0.1).all()
+    assert (face_table["landmarks_missing"] == 0).all() and not face_table["out_of_frame"].any()
+    assert (face_table["fit_residual"] < 0.05).all()  # the twin's head only translates
 
 
 def test_physiology_recovers_planted_rates(featured, synth_tiny):

@@ -13,7 +13,7 @@ import pytest
 from skimage.data import astronaut
 
 from mmhe.features import face as facemod
-from mmhe.features import flow
+from mmhe.features import flow, landmarks
 from mmhe.features.face import FrameError
 
 ASTRONAUT_FACE = (177, 66, 95, 95)  # see tests/test_features_face.py
@@ -183,15 +183,28 @@ def smile(photo: np.ndarray, amplitude: float = 2.0) -> tuple[np.ndarray, np.nda
     return onset, photo
 
 
-def test_flow_image_of_a_smile_moves_the_lower_face(photo):
+@pytest.mark.parametrize("align", ["landmarks", "ecc"])
+def test_flow_image_of_a_smile_moves_the_lower_face(photo, align):
     onset, apex = smile(photo)
-    image = flow.flow_image(onset, apex, box=ASTRONAUT_FACE, method="dis")
+    image = flow.flow_image(onset, apex, box=ASTRONAUT_FACE, method="dis", align=align)
     assert image.shape == (3, 28, 28) and image.dtype == np.float32
     magnitude = np.hypot(image[1], image[2])
     assert magnitude.max() == pytest.approx(1.0, abs=1e-6)
-    assert magnitude[14:].mean() > 5 * magnitude[:14].mean()
-    # lip corners move up (negative v) in the lower half; left corner left, right corner right
-    lower = image[:, 14:]
+    # rows of the eyes and of the mouth in the 28 px image, from the crop's landmarks
+    result = flow.expression_flow(onset, apex, box=ASTRONAUT_FACE, method="dis", align=align)
+    to_crop = np.eye(2, 3) if align == "ecc" else result.alignment.matrices[0]
+    if align == "ecc":
+        x0, y0, side = facemod.square_region(ASTRONAUT_FACE, margin=flow.BOX_MARGIN)
+        to_crop = np.array([[128 / side, 0, -x0 * 128 / side], [0, 128 / side, -y0 * 128 / side]])
+    points = landmarks.face_landmarks(onset) @ to_crop[:, :2].T + to_crop[:, 2]
+    eyes_row = round(points[36:48, 1].mean() * 28 / 128)
+    mouth_row = round(points[48:68, 1].min() * 28 / 128)
+    # landmark alignment resamples each frame at its own sub-pixel phase: on this photograph,
+    # enlarged 1.1x into the crop, that leaves ~0.2 px of flow noise on the still forehead
+    ratio = 3.0 if align == "landmarks" else 5.0
+    assert magnitude[mouth_row:].mean() > ratio * magnitude[: eyes_row + 1].mean()
+    # lip corners move up (negative v); left corner left, right corner right
+    lower = image[:, mouth_row - 2 :]
     assert lower[2].min() < -0.5
     assert lower[1][:, :14].min() < -0.2 and lower[1][:, 14:].max() > 0.2
 
@@ -199,7 +212,10 @@ def test_flow_image_of_a_smile_moves_the_lower_face(photo):
 def test_flow_image_detects_the_face_when_no_box_is_given(photo):
     onset, apex = smile(photo)
     detected = flow.flow_image(onset, apex, method="dis")
-    given = flow.flow_image(onset, apex, box=facemod.detect_face(apex), method="dis")
+    given = flow.flow_image(onset, apex, box=facemod.detect_face(onset, eyes=False), method="dis")
+    np.testing.assert_array_equal(detected, given)
+    detected = flow.flow_image(onset, apex, method="dis", align="ecc")
+    given = flow.flow_image(onset, apex, box=facemod.detect_face(apex), method="dis", align="ecc")
     np.testing.assert_array_equal(detected, given)
 
 
@@ -209,13 +225,18 @@ def test_registration_removes_head_motion_from_the_face_flow(photo):
     onset = cv2.warpAffine(
         photo, head_motion, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     )
-    kwargs = {"box": ASTRONAUT_FACE, "method": "dis", "flow_size": 128}
-    raw = flow.face_flow(onset, photo, register=False, **kwargs)
-    aligned = flow.face_flow(onset, photo, register=True, **kwargs)
+    kwargs = {"box": ASTRONAUT_FACE, "method": "dis", "flow_size": 128, "mask": False}
+    raw = flow.face_flow(onset, photo, align="none", **kwargs)
+    aligned = flow.face_flow(onset, photo, align="ecc", **kwargs)
     assert raw.shape == aligned.shape == (128, 128, 2)
     # 2.9 px of head motion is ~2.5 px in the 128 px crop of a 124 px square
     assert np.hypot(raw[..., 0], raw[..., 1]).mean() > 1.5
     assert np.hypot(aligned[..., 0], aligned[..., 1]).mean() < 0.15
+    by_landmarks = flow.expression_flow(onset, photo, method="dis")
+    face = by_landmarks.mask
+    assert by_landmarks.alignment.quality.head_motion_px == pytest.approx(2.9, abs=0.6)
+    magnitude = np.hypot(by_landmarks.flow[..., 0], by_landmarks.flow[..., 1])
+    assert magnitude[face].mean() < 0.15 and (magnitude[~face] == 0).all()
 
 
 def test_remove_rigid_motion_keeps_the_local_motion():
@@ -253,3 +274,55 @@ def test_estimate_apex_finds_the_planted_apex(photo):
         flow.estimate_apex([])
     with pytest.raises(FrameError, match="one size"):
         flow.estimate_apex([frames[0], frames[1][:-8]])
+
+
+# --- the aligned, masked face of the synthetic twin ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twin_pair():
+    """Onset (neutral) and apex (AU12 at full intensity) of the synthetic face in cap,
+    headphones and glasses, the head moved by (-6, 5) px between them."""
+    from mmhe.synth.face import AU_ANCHORS, FaceAppearance, FaceRenderer
+
+    renderer = FaceRenderer(FaceAppearance(640, 480, glasses=True))
+    rng = np.random.default_rng(0)
+    onset = renderer.render({}, head_shift=(4.0, -3.0), rng=rng)
+    apex = renderer.render({12: 1.0}, head_shift=(-2.0, 2.0), rng=rng)
+    corners = renderer.face_to_pixels([a.center for a in AU_ANCHORS[12]]) + np.array([4.0, -3.0])
+    planted = np.hypot(*AU_ANCHORS[12][0].direction) * renderer.pixels_per_unit
+    return onset, apex, corners, planted
+
+
+def test_expression_flow_sees_the_smile_not_the_head_nor_the_headgear(twin_pair):
+    onset, apex, corners, planted = twin_pair
+    result = flow.expression_flow(onset, apex, method="tvl1")
+    field, face = result.flow, result.mask
+    quality = result.alignment.quality
+    assert quality.head_motion_px == pytest.approx(np.hypot(6, 5), abs=1.0)
+    assert quality.flags == ()
+    magnitude = np.hypot(field[..., 0], field[..., 1])
+    assert (magnitude[~face] == 0).all()  # cap, headphones and background: no flow
+    to_crop = result.alignment.matrices[0]
+    scale = float(np.sqrt(np.linalg.det(to_crop[:, :2])))
+    lip_corners = corners @ to_crop[:, :2].T + to_crop[:, 2]
+    for side, (x, y) in zip((-1, 1), lip_corners, strict=True):
+        u, v = field[round(y) - 2 : round(y) + 3, round(x) - 2 : round(x) + 3].mean(axis=(0, 1))
+        # dense flow on a 128 px crop smooths the 5 px bump: 40-110 % of its peak
+        assert 0.4 < np.hypot(u, v) / (planted * scale) < 1.1
+        assert v < 0 and np.sign(u) == side  # up, and outwards
+    eyes = result.alignment.template[36:48]  # the eyes, far from the smile, stay still
+    (x0, y0), (x1, y1) = eyes.min(axis=0).astype(int), eyes.max(axis=0).astype(int)
+    assert magnitude[y0 : y1 + 1, x0 : x1 + 1].mean() < 0.1 * planted * scale
+
+
+def test_flow_stack_with_a_mask_keeps_strain_off_the_mask_edge(twin_pair):
+    onset, apex, _, _ = twin_pair
+    result = flow.expression_flow(onset, apex, method="dis")
+    image = flow.flow_stack(result.flow, 128, mask=result.mask)
+    assert image.shape == (3, 128, 128)
+    edge = result.mask & ~cv2.erode(result.mask.astype(np.uint8), np.ones((3, 3))).astype(bool)
+    assert (image[0][edge] == 0).all() and (image[:, ~result.mask] == 0).all()
+    with pytest.raises(FrameError, match="mask"):
+        flow.flow_stack(result.flow, 28, mask=result.mask[:-1])
+    assert flow.flow_image(onset, apex, 128, method="dis").shape == (3, 128, 128)

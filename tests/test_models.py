@@ -15,6 +15,7 @@ from mmhe.models import (
     EarlyFusion,
     EEGNet,
     LateFusion,
+    MMHENet,
     MultiFoldSTSTNet,
     STSTNet,
     build_model,
@@ -25,6 +26,7 @@ from mmhe.models import (
 
 REGISTRY = [
     "ststnet",
+    "mmhe_net",
     "offapexnet",
     "rcna",
     "featref",
@@ -51,6 +53,27 @@ def test_ststnet_parameter_count_matches_paper():
     # 3x3 convs 3->3,5,8 (432 + 16) + BatchNorm (32) + linear 400->3 (1,203)
     assert n == 1683
     assert abs(n - 1670) / 1670 < 0.03
+
+
+def test_mmhe_net_follows_the_papers_figure():
+    model = MMHENet(n_classes=3)
+    # per stream: 3x3 conv 1->8 (72 + 8) + BatchNorm (16); classifier 6,144 -> 3 (18,435)
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert count == 3 * (72 + 8 + 16) + 6144 * 3 + 3 == 18723
+    assert sum(p.numel() for p in MMHENet(n_classes=7).parameters()) == 288 + 6144 * 7 + 7
+    assert model.classifier.in_features == 6144  # 24 x 16 x 16
+    model.eval()
+    x = torch.randn(4, 3, 128, 128)
+    stream = model.streams[0]
+    assert stream[0](x[:, :1]).shape == (4, 8, 64, 64)  # stride 2, padding 1
+    assert stream(x[:, :1]).shape == (4, 8, 32, 32)  # 2 x 2 max-pool
+    assert model(x).shape == (4, 3)
+    # each stream sees only its own channel: changing u leaves the strain stream unchanged
+    changed = x.clone()
+    changed[:, 1] += 1.0
+    torch.testing.assert_close(model.streams[0](changed[:, :1]), model.streams[0](x[:, :1]))
+    assert not torch.allclose(model(changed), model(x))
+    assert MMHENet(image_size=28)(torch.randn(2, 3, 28, 28)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("name", REGISTRY)

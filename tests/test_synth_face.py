@@ -33,7 +33,9 @@ EXPECTED_THIRD = {
 
 @pytest.fixture(scope="module")
 def renderer_640() -> FaceRenderer:
-    return FaceRenderer(FaceAppearance(640, 480))
+    """Cap and headphones on; no face electrodes, whose contrast would move with the skin
+    and make the AU-placement measurements below lopsided."""
+    return FaceRenderer(FaceAppearance(640, 480, face_electrodes=False))
 
 
 def _faces(frame: np.ndarray) -> np.ndarray:
@@ -300,3 +302,84 @@ def test_write_avi_round_trip_and_identical_bytes(tmp_path):
     with pytest.raises(ConfigError, match="fps"):
         write_avi(tmp_path / "x.avi", frames, 0.0)
     assert not (tmp_path / "x.avi").exists()
+
+
+# ---------------------------------------------------------------- headgear and face truth
+
+
+def _at(frame: np.ndarray, renderer: FaceRenderer, point, shift=(0.0, 0.0)) -> np.ndarray:
+    x, y = np.rint(renderer.face_to_pixels([point])[0] + shift).astype(int)
+    return frame[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0)
+
+
+def test_the_twin_wears_cap_headphones_electrodes_and_optional_glasses():
+    from mmhe.synth import headgear
+
+    plain = FaceRenderer(FaceAppearance(640, 480, eeg_cap=False, headphones=False,
+                                        face_electrodes=False))  # fmt: skip
+    dressed = FaceRenderer(FaceAppearance(640, 480, glasses=True))
+    bare, worn = plain.render({}), dressed.render({})
+    # the cap over the crown: dark fabric where the photograph shows blonde hair
+    crown = (0.53 + 0.13 / 2, headgear.CAP_RIM_Y - 0.12)  # between two electrode holders
+    assert _at(worn, dressed, crown).mean() < 70 < _at(bare, plain, crown).mean()
+    assert np.array_equal(_at(worn, dressed, (0.5, 0.55)), _at(bare, plain, (0.5, 0.55)))
+    # headphone cups beside the face, white foam EOG electrodes beside the eyes
+    assert _at(worn, dressed, (0.53 - 0.66, 0.56)).max() < 40
+    assert _at(worn, dressed, (0.28 + 0.024, 0.535)).min() > 200  # VEO foam, below the eye
+    assert 140 < _at(worn, dressed, (0.28, 0.535)).mean() < 160  # its grey centre
+    # glasses: dark rims round the eyes, absent without them
+    rim = (0.28, 0.39 - 0.105)
+    assert _at(worn, dressed, rim).mean() < 60 < _at(bare, plain, rim).mean()
+    # skull-borne items do not move with an expression, glued electrodes do (AU6 cheeks up)
+    brows_up = dressed.render({1: 1.0, 2: 1.0})
+    cap = dressed.face_to_pixels([(0.5, headgear.CAP_RIM_Y - 0.03)])[0].astype(int)
+    np.testing.assert_array_equal(brows_up[cap[1] - 3 : cap[1], cap[0] - 10 : cap[0] + 10],
+                                  worn[cap[1] - 3 : cap[1], cap[0] - 10 : cap[0] + 10])  # fmt: skip
+    cheeks_up = dressed.render({6: 1.0})
+    assert (
+        np.abs(cheeks_up.astype(int) - worn).sum(axis=2)[
+            tuple(np.rint(dressed.face_to_pixels([(0.28, 0.535)])[0][::-1]).astype(int))
+        ]
+        > 0
+    )
+
+
+def test_face_region_truth_is_the_outline_minus_cap_and_headphones():
+    renderer = FaceRenderer(FaceAppearance(640, 480, glasses=True))
+    region = renderer.face_region()
+    outline = np.zeros(region.shape, np.uint8)
+    cv2.fillPoly(outline, [np.round(renderer.face_outline()).astype(np.int32)], 1)
+    assert np.count_nonzero(region & ~outline.astype(bool)) < 0.01 * region.sum()
+    # the cap's rim cuts the forehead: no row above it, all of the face below it
+    rim = renderer.face_to_pixels([(0.5, 0.15)])[0]
+    column = region[:, int(rim[0])]
+    assert not column[: int(rim[1]) - 2].any() and column[int(rim[1]) + 3 : int(rim[1]) + 40].all()
+    # glasses and electrodes lie on the face: inside the region
+    for point in ((0.28, 0.39 - 0.105), (0.28, 0.535), (0.13, 0.40)):
+        x, y = np.rint(renderer.face_to_pixels([point])[0]).astype(int)
+        assert region[y, x], point
+    moved = renderer.face_region((5.0, -3.0))
+    np.testing.assert_array_equal(moved[100:400, 205:500], region[103:403, 200:495])
+    truth = renderer.face_region_truth()
+    assert truth["frame_size"] == [640, 480] and truth["area_px"] == region.sum()
+    polygon = np.zeros(region.shape, np.uint8)
+    cv2.fillPoly(polygon, [np.asarray(truth["outline"], np.int32)], 1)
+    assert (polygon.astype(bool) & region).sum() / (polygon.astype(bool) | region).sum() > 0.97
+
+
+def test_ground_truth_json_holds_the_face_region_of_the_rendered_frames(synth_tiny):
+    import json
+
+    from mmhe.features.face_mask import face_mask, mask_iou
+
+    truth = json.loads((synth_tiny / "ground_truth.json").read_text())
+    person = truth["participants"][0]
+    region = person["face_region"]
+    width, height = region["frame_size"]
+    expected = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(expected, [np.asarray(region["outline"], np.int32)], 1)
+    frame_path = sorted((synth_tiny / person["folder"] / "Camera").rglob("*.tif"))[0]
+    frame = tifffile.imread(frame_path)
+    assert frame.shape == (height, width, 3)
+    # the head sways by at most 2 px at this size: the region still matches the frame
+    assert mask_iou(face_mask(frame), expected.astype(bool)) > 0.75

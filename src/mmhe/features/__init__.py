@@ -5,7 +5,10 @@
 - `mmhe.features.physio`: NeuroKit2 features of ECG, PPG, EDA, RSP, EMG and skin
   temperature, with plausibility flags.
 - `mmhe.features.windows`: sample bounds of windows locked to expressions and trials.
-- `mmhe.features.face`, `mmhe.features.flow`: face segmentation, alignment, optical flow.
+- `mmhe.features.face`, `mmhe.features.landmarks`, `mmhe.features.face_mask`,
+  `mmhe.features.alignment`, `mmhe.features.flow`: face detection, 68 landmarks, the
+  face-only mask, alignment of an expression's frames, optical flow (`frames` and
+  `registration` hold their shared pieces).
 
 Import the submodule you need (``from mmhe.features import eeg``); this package imports
 none of them, so importing one modality never pulls in the others' dependencies.

@@ -1,35 +1,50 @@
-"""Face preprocessing of the MMHE camera frames: segment, detect, register, crop.
+"""Face preprocessing of the MMHE camera frames: segment the green screen, detect, crop.
 
 The published visual baseline (see ``docs/data-format.md``, "The published baselines")
 segments the face from the green background panel, crops it to 256 x 256, aligns the
-onset frame to the apex frame and only then computes TV-L1 optical flow. Every function
-here is a pure array -> array function on one frame (or one onset/apex pair), offline:
-only OpenCV's bundled Haar cascades are used, nothing is downloaded.
+onset and apex frames and only then computes TV-L1 optical flow. Every function here is a
+pure array -> array function on one frame, offline: only OpenCV's bundled Haar cascades
+and dlib's bundled HOG detector are used, nothing is downloaded.
 
-Frames are ``(H, W, 3)`` RGB or ``(H, W)`` grey arrays of ``uint8`` (``uint16`` frames are
-accepted and scaled to 8 bits). Coordinates are pixels, ``x`` to the right, ``y`` down;
-a box is ``(x, y, w, h)`` with ``(x, y)`` its top-left corner.
+Frames and boxes: see :mod:`mmhe.features.frames` (``(H, W, 3)`` RGB or ``(H, W)`` grey
+uint8; a box is ``(x, y, w, h)`` in pixels, ``(x, y)`` its top-left corner).
 
-Face detectors are pluggable: :func:`detect_face` looks its ``backend`` up in a small
-registry (:func:`add_face_backend`), so a landmark detector can be added later without
-changing any caller.
+Face detectors are pluggable: :func:`detect_face` tries a chain of named detectors from a
+small registry (:func:`add_face_backend`; ``"haar"`` and ``"hog"`` are built in), then the
+same chain on the frame padded by a border (tight face crops, where the face touches the
+frame), then the green-screen head. Landmarks (:mod:`mmhe.features.landmarks`), the face
+mask (:mod:`mmhe.features.face_mask`) and the expression alignment
+(:mod:`mmhe.features.alignment`) build on this; intensity registration lives in
+:mod:`mmhe.features.registration` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from skimage.registration import phase_cross_correlation
 
-from mmhe.errors import MMHEError
+from mmhe.features.frames import (
+    Box,
+    BoxLike,
+    FaceBox,
+    FaceNotFoundError,
+    FrameError,
+    RegistrationError,
+    as_box,
+    check_frame,
+    fill_holes,
+    to_grey,
+)
+from mmhe.features.registration import RegistrationResult, register
 
 __all__ = [
+    "DEFAULT_BACKENDS",
     "GREEN_A_MAX",
     "GREEN_CHROMA_MIN",
     "Box",
@@ -52,9 +67,6 @@ __all__ = [
     "to_grey",
 ]
 
-Box = tuple[int, int, int, int]
-"""``(x, y, w, h)`` in pixels, ``(x, y)`` the top-left corner."""
-
 # --- chroma key (CIE L*a*b*, OpenCV 8-bit encoding: a = a* + 128, b = b* + 128) ----------
 GREEN_A_MAX = -15.0
 """Chroma key, part 1: a pixel is background when its a* (green-red axis) is below this.
@@ -68,140 +80,7 @@ _CLOSE_FRACTION = 0.02  # closing kernel = 2 % (>= 5 px)
 _FULL_MASK_FRACTION = 0.98  # a "foreground" covering more than this means: no green panel
 
 
-class FrameError(MMHEError, ValueError):
-    """A frame has the wrong shape or data type, or two frames do not match."""
-
-
-class FaceNotFoundError(MMHEError):
-    """Neither the face detector nor the green-screen segmentation found a face."""
-
-
-class RegistrationError(MMHEError):
-    """The onset frame could not be aligned to the apex frame."""
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face in frame pixels.
-
-    x, y, w, h : top-left corner and size of the face box.
-    eyes : boxes ``(x, y, w, h)`` of the eyes found inside the face (0 to 2, left to right).
-    source : which step found it: a backend name (``"haar"``) or ``"segmentation"``.
-    """
-
-    x: int
-    y: int
-    w: int
-    h: int
-    eyes: tuple[Box, ...] = ()
-    source: str = "haar"
-
-    @property
-    def box(self) -> Box:
-        """The face box as an ``(x, y, w, h)`` tuple."""
-        return (self.x, self.y, self.w, self.h)
-
-    @property
-    def center(self) -> tuple[float, float]:
-        """Centre ``(x, y)`` of the box in pixels."""
-        return (self.x + self.w / 2.0, self.y + self.h / 2.0)
-
-
-BoxLike = FaceBox | tuple[float, float, float, float]
-"""What box arguments accept: a :class:`FaceBox` or any ``(x, y, w, h)`` (sub-pixel allowed)."""
-
-
-@dataclass(frozen=True)
-class RegistrationResult:
-    """Alignment of an onset frame to an apex frame.
-
-    matrix : (2, 3) float64 Euclidean warp mapping apex pixel coordinates to onset pixel
-        coordinates: ``onset(matrix @ [x, y, 1]) ~ apex(x, y)``.
-    warped : the onset frame resampled onto the apex frame's grid (same shape and dtype as
-        the onset frame), i.e. ``cv2.warpAffine(onset, matrix, flags=WARP_INVERSE_MAP)``.
-    correlation : zero-mean normalised cross-correlation of the warped onset and the apex
-        frame (grey) inside the registration region, in [-1, 1].
-    method : ``"ecc"`` or ``"phase"``.
-    """
-
-    matrix: NDArray[np.float64]
-    warped: NDArray[np.uint8]
-    correlation: float
-    method: str
-
-    @property
-    def shift(self) -> tuple[float, float]:
-        """Translation part ``(tx, ty)`` of :attr:`matrix` in pixels."""
-        return (float(self.matrix[0, 2]), float(self.matrix[1, 2]))
-
-    @property
-    def angle_deg(self) -> float:
-        """Rotation angle of :attr:`matrix` in degrees, atan2(m10, m00) (image axes: y down)."""
-        return math.degrees(math.atan2(self.matrix[1, 0], self.matrix[0, 0]))
-
-
-# --- frame helpers --------------------------------------------------------------------------
-
-
-def check_frame(frame: np.ndarray, name: str = "frame") -> NDArray[np.uint8]:
-    """Validate one frame: (H, W, 3) RGB or (H, W) grey (a trailing 1-channel axis is
-    dropped), at least 8 x 8, uint8 (uint16 is scaled to 8 bits, ``x // 257``).
-
-    Returns a C-contiguous uint8 array; raises :class:`FrameError` naming ``name``.
-    """
-    if not isinstance(frame, np.ndarray):
-        raise FrameError(f"{name}: expected a NumPy array, got {type(frame).__name__}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
-        raise FrameError(
-            f"{name}: expected shape (H, W, 3) RGB or (H, W) grey, got {frame.shape} "
-            "(drop an alpha channel with frame[..., :3])"
-        )
-    if frame.shape[0] < 8 or frame.shape[1] < 8:
-        raise FrameError(f"{name}: frame of {frame.shape[:2]} pixels is too small (need >= 8 x 8)")
-    if frame.dtype == np.uint16:
-        frame = (frame // 257).astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        raise FrameError(
-            f"{name}: expected dtype uint8 (or uint16), got {frame.dtype} "
-            "(convert with np.clip(x * 255, 0, 255).astype(np.uint8) for [0, 1] floats)"
-        )
-    return np.ascontiguousarray(frame)
-
-
-def to_grey(frame: np.ndarray) -> NDArray[np.uint8]:
-    """Grey-level version of a frame.
-
-    frame : (H, W, 3) RGB or (H, W) grey, uint8.
-    Returns (H, W) uint8 (ITU-R BT.601 luma via ``cv2.COLOR_RGB2GRAY``; grey frames as is).
-    """
-    frame = check_frame(frame)
-    if frame.ndim == 3:
-        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    return frame
-
-
-def _as_box(box: BoxLike) -> tuple[float, ...]:
-    values = box.box if isinstance(box, FaceBox) else tuple(box)
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
-        raise FrameError(f"box {box!r}: expected (x, y, w, h) with positive w and h")
-    return tuple(float(v) for v in values)
-
-
 # --- segmentation ----------------------------------------------------------------------------
-
-
-def _fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Fill background regions that do not touch the image border."""
-    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
-    if count <= 1:
-        return mask
-    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    outside = np.zeros(count, dtype=bool)
-    outside[np.unique(border)] = True
-    outside[0] = False  # label 0 is the foreground itself
-    return ~outside[labels]
 
 
 def segment_face(frame: np.ndarray, *, work_side: int = 512) -> NDArray[np.bool_]:
@@ -244,7 +123,7 @@ def segment_face(frame: np.ndarray, *, work_side: int = 512) -> NDArray[np.bool_
     if count <= 1:
         return np.zeros((height, width), dtype=bool)
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = _fill_holes(labels == largest)
+    mask = fill_holes(labels == largest)
     if mask.shape != (height, width):
         scaled = cv2.resize(
             mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR
@@ -418,11 +297,113 @@ def _haar_backend(
 
 add_face_backend("haar", _haar_backend)
 
+_HOG_MIN_SIDE = 640  # HOG finds faces of >= 80 x 80 px: keep the working image this large
+_HOG_UPSAMPLE_BELOW = 400  # frames whose shorter side is below this are upsampled once
+
+
+def _hog_detector():
+    detector = getattr(_local, "hog", None)
+    if detector is None:
+        import dlib  # imported here: only the HOG and landmark paths need it
+
+        detector = _local.hog = dlib.get_frontal_face_detector()
+    return detector
+
+
+def _hog_backend(
+    frame: NDArray[np.uint8], *, region: Box | None, max_side: int, eyes: bool = True
+) -> FaceBox | None:
+    """dlib's frontal-face detector: HOG features and a linear SVM over an image pyramid
+    (Dalal & Triggs, CVPR 2005; King, "Max-margin object detection", 2015), bundled inside
+    dlib, no model file.
+
+    It finds faces of at least 80 x 80 px, so the frame is shrunk only down to a longer
+    side of ``max(max_side, 640)`` px and upsampled once (x2) when its shorter side is
+    below 400 px. Of several detections the highest-scoring one is kept (a score >= 0,
+    dlib's default threshold). Its boxes are the ones dlib's 68-point landmark model was
+    trained on. Eyes, when asked for, come from the Haar eye cascade inside the box.
+    """
+    height, width = frame.shape[:2]
+    rx, ry, rw, rh = region if region is not None else (0, 0, width, height)
+    step = max(1, math.ceil(max(height, width) / max(max_side, _HOG_MIN_SIDE)))
+    rw, rh = rw - rw % step, rh - rh % step
+    patch = frame[ry : ry + rh, rx : rx + rw]
+    small = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY) if patch.ndim == 3 else patch
+    if step > 1:
+        small = cv2.resize(small, (rw // step, rh // step), interpolation=cv2.INTER_AREA)
+    upsample = 1 if min(small.shape) < _HOG_UPSAMPLE_BELOW else 0
+    boxes, scores, _ = _hog_detector().run(np.ascontiguousarray(small), upsample, 0.0)
+    if len(boxes) == 0:
+        return None
+    best = boxes[int(np.argmax(scores))]
+    left, top = max(best.left(), 0), max(best.top(), 0)
+    right = min(best.right() + 1, small.shape[1])
+    bottom = min(best.bottom() + 1, small.shape[0])
+    if right - left < 8 or bottom - top < 8:
+        return None
+    face = (
+        rx + left * step,
+        ry + top * step,
+        (right - left) * step,
+        (bottom - top) * step,
+    )
+    return FaceBox(*face, _haar_eyes(frame, face) if eyes else (), "hog")
+
+
+add_face_backend("hog", _hog_backend)
+
+DEFAULT_BACKENDS = ("haar", "hog")
+"""The detector chain of :func:`detect_face`: Viola-Jones first (a few ms), HOG when it
+finds nothing (tens of ms, better on rotated and partly covered faces)."""
+_PAD_FRACTION = 0.25  # tight crops are padded by a quarter of their size on every side
+
+
+def _border_colour(frame: NDArray[np.uint8]) -> tuple[float, ...]:
+    """Median colour of the outermost rows and columns (black on the authors' crops)."""
+    edge = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
+    median = np.median(edge.reshape(len(edge), -1), axis=0)
+    return tuple(float(v) for v in np.atleast_1d(median))
+
+
+def _run_chain(
+    frame: NDArray[np.uint8],
+    names: Sequence[str],
+    region: Box | None,
+    max_side: int,
+    eyes: bool,
+) -> FaceBox | None:
+    for name in names:
+        found = _BACKENDS[name](frame, region=region, max_side=max_side, eyes=eyes)
+        if found is not None:
+            return found
+    return None
+
+
+def _padded_search(
+    frame: NDArray[np.uint8], names: Sequence[str], max_side: int, eyes: bool
+) -> FaceBox | None:
+    """The chain on the frame padded by ``_PAD_FRACTION`` of its size in its border colour.
+
+    Detectors need some context around a face: on a tight crop (the face touching the
+    frame edges, as in the authors' 256 px crops) Viola-Jones finds nothing until a
+    border is added. The box is returned in the unpadded frame's pixels (it may extend
+    past the frame).
+    """
+    height, width = frame.shape[:2]
+    pad = max(4, round(_PAD_FRACTION * max(height, width)))
+    colour = _border_colour(frame)
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=colour)
+    found = _run_chain(padded, names, None, max_side, eyes)
+    if found is None:
+        return None
+    eyes_back = tuple((x - pad, y - pad, w, h) for x, y, w, h in found.eyes)
+    return FaceBox(found.x - pad, found.y - pad, found.w, found.h, eyes_back, found.source)
+
 
 def detect_face(
     frame: np.ndarray,
     *,
-    backend: str = "haar",
+    backend: str | Sequence[str] = DEFAULT_BACKENDS,
     mask: NDArray[np.bool_] | None = None,
     max_side: int = 320,
     eyes: bool = True,
@@ -431,21 +412,28 @@ def detect_face(
     """Box of the largest face in a frame (and its eyes when found).
 
     frame : (H, W, 3) RGB or (H, W) grey uint8.
-    backend : a registered detector (:func:`face_backends`); ``"haar"`` uses OpenCV's
-        bundled Viola-Jones cascades (frontal face default, then alt2; eyes inside).
+    backend : a registered detector (:func:`face_backends`) or a chain of them tried in
+        order; default ``("haar", "hog")``: OpenCV's Viola-Jones cascades (frontal face
+        default, then alt2; eyes inside), then dlib's HOG detector.
     mask : optional :func:`segment_face` mask of this frame; the search is restricted to
         its bounding box (faster) and it is reused by the fallback.
-    max_side : the detector works on the frame shrunk to this longer side (pixels).
+    max_side : the detectors work on the frame shrunk to this longer side (pixels; HOG
+        keeps at least 640, see its backend).
     eyes : also look for the eyes (a few ms; cropping and flow do not need them).
-    fallback : when the detector finds nothing, use a box derived from the segmented head
-        (top of the green-screen mask, square; ``source="segmentation"``, no eyes).
-    Returns a :class:`FaceBox` in frame pixels. Raises :class:`FaceNotFoundError` when
-    neither the detector nor the segmentation finds a face.
+    fallback : when the chain finds nothing, run it again on the frame padded by a quarter
+        of its size (tight face crops on black or green), then use a box derived from the
+        segmented head (top of the green-screen mask, square; ``source="segmentation"``,
+        no eyes).
+    Returns a :class:`FaceBox` in frame pixels (``source`` names the detector). Raises
+    :class:`FaceNotFoundError` when nothing finds a face.
     """
     frame = check_frame(frame)
-    if backend not in _BACKENDS:
+    names = (backend,) if isinstance(backend, str) else tuple(backend)
+    unknown = [name for name in names if name not in _BACKENDS]
+    if unknown or not names:
         raise FaceNotFoundError(
-            f"unknown face backend {backend!r}; registered: {', '.join(face_backends())} "
+            f"unknown face backend {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"registered: {', '.join(face_backends())} "
             "(add one with mmhe.features.face.add_face_backend)"
         )
     height, width = frame.shape[:2]
@@ -459,158 +447,24 @@ def detect_face(
             pad = round(0.05 * max(w, h))
             x0, y0 = max(0, x - pad), max(0, y - pad)
             region = (x0, y0, min(width, x + w + pad) - x0, min(height, y + h + pad) - y0)
-    detector = _BACKENDS[backend]
-    found = detector(frame, region=region, max_side=max_side, eyes=eyes)
+    found = _run_chain(frame, names, region, max_side, eyes)
     if found is None and region is not None:  # the mask may have cut the face: search all
-        found = detector(frame, region=None, max_side=max_side, eyes=eyes)
+        found = _run_chain(frame, names, None, max_side, eyes)
     if found is not None:
         return found
     if fallback:
+        found = _padded_search(frame, names, max_side, eyes)
+        if found is not None:
+            return found
         head = _head_box_from_mask(segment_face(frame) if mask is None else mask)
         if head is not None:
             return head
     raise FaceNotFoundError(
-        f"no face in the {width} x {height} frame: the {backend!r} detector found none"
-        + (" and no green-screen head could be segmented" if fallback else "")
+        f"no face in the {width} x {height} frame: the {' / '.join(names)} detector"
+        f"{'s' if len(names) > 1 else ''} found none"
+        + (", not even with a padded border, and no green-screen head" if fallback else "")
         + " (check that the frame shows a frontal face, or pass the face box yourself)"
     )
-
-
-# --- registration ----------------------------------------------------------------------------
-
-
-def _region(box: BoxLike | None, shape: tuple[int, ...], pad: float = 0.0) -> Box:
-    """Integer box clipped to the frame, grown by ``pad`` times its size on every side."""
-    height, width = shape[:2]
-    if box is None:
-        return (0, 0, width, height)
-    x, y, w, h = _as_box(box)
-    x0 = max(0, math.floor(x - pad * w))
-    y0 = max(0, math.floor(y - pad * h))
-    x1 = min(width, math.ceil(x + w + pad * w))
-    y1 = min(height, math.ceil(y + h + pad * h))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise FrameError(f"box {box!r} leaves fewer than 8 x 8 pixels inside the frame {shape}")
-    return (x0, y0, x1 - x0, y1 - y0)
-
-
-def _ncc(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    denominator = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
-
-
-def _ecc(onset_grey: np.ndarray, apex_grey: np.ndarray, region: Box) -> NDArray[np.float64]:
-    """Euclidean ECC (Evangelidis & Psarakis 2008) of the apex region against the onset.
-
-    Both images are smoothed (5 x 5 Gaussian, sigma 1 px) over the region grown by a pad
-    *before* the template is cut out: smoothing the cut template (OpenCV's own
-    ``gaussFiltSize``) blurs its borders differently from the input and biases the fit.
-    """
-    x, y, w, h = region
-    height, width = onset_grey.shape
-    pad = round(0.1 * max(w, h)) + 8
-    ix0, iy0 = max(0, x - pad), max(0, y - pad)
-    ix1, iy1 = min(width, x + w + pad), min(height, y + h + pad)
-    apex_area = cv2.GaussianBlur(apex_grey[iy0:iy1, ix0:ix1].astype(np.float32), (5, 5), 1.0)
-    source = cv2.GaussianBlur(onset_grey[iy0:iy1, ix0:ix1].astype(np.float32), (5, 5), 1.0)
-    template = np.ascontiguousarray(apex_area[y - iy0 : y - iy0 + h, x - ix0 : x - ix0 + w])
-    # initial warp: template pixel p -> source pixel p + (region origin - source origin)
-    warp = np.array([[1, 0, x - ix0], [0, 1, y - iy0]], dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-5)
-    try:
-        _, warp = cv2.findTransformECC(
-            template, source, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1
-        )
-    except cv2.error as error:
-        raise RegistrationError(
-            f"ECC registration did not converge on the {w} x {h} region at ({x}, {y}): "
-            f"{str(error).strip().splitlines()[-1]} (try method='phase' or a larger box)"
-        ) from error
-    # back to frame coordinates: q = A (p - o_t) + t + o_s
-    rotation = warp[:, :2].astype(np.float64)
-    shift = warp[:, 2].astype(np.float64) + np.array([ix0, iy0]) - rotation @ np.array([x, y])
-    return np.hstack([rotation, shift[:, None]])
-
-
-_PHASE_ITERATIONS = 2
-
-
-def _phase(onset_grey: np.ndarray, apex_grey: np.ndarray, region: Box) -> NDArray[np.float64]:
-    """Translation by phase correlation with a Hann window, refined once.
-
-    Sub-pixel peak by the upsampled DFT of Guizar-Sicairos et al. (Opt. Lett. 2008,
-    ``skimage.registration.phase_cross_correlation``, 1/100 px). Content entering and
-    leaving the window shrinks the estimate by a few per cent, so the onset is resampled
-    by the first estimate and the residual added (``_PHASE_ITERATIONS`` = 2 passes).
-    """
-    x, y, w, h = region
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    reference = apex_grey[y : y + h, x : x + w].astype(np.float32) * window
-    onset_float = onset_grey.astype(np.float32)
-    shift = np.zeros(2)
-    for _ in range(_PHASE_ITERATIONS):
-        # the onset patch seen through the current estimate (apex pixel p -> onset p + shift)
-        to_patch = np.array([[1.0, 0.0, x + shift[0]], [0.0, 1.0, y + shift[1]]])
-        moving = cv2.warpAffine(
-            onset_float,
-            to_patch,
-            (w, h),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        rows_cols, _, _ = phase_cross_correlation(
-            reference, moving * window, upsample_factor=100, normalization=None
-        )
-        shift -= rows_cols[::-1]  # (row, col) that moves `moving` onto `reference`
-    return np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]])
-
-
-def register(
-    onset: np.ndarray,
-    apex: np.ndarray,
-    *,
-    box: BoxLike | None = None,
-    method: Literal["ecc", "phase"] = "ecc",
-) -> RegistrationResult:
-    """Align the onset frame to the apex frame (sub-pixel), so head motion is not flow.
-
-    onset, apex : frames of the same shape, (H, W, 3) RGB or (H, W) grey uint8.
-    box : region used for the fit (normally the face box); the whole frame when None.
-    method : ``"ecc"`` = enhanced correlation coefficient maximisation (Evangelidis &
-        Psarakis, IEEE TPAMI 2008) with a Euclidean (rotation + translation) motion on the
-        grey frames smoothed by a 5 x 5 Gaussian (sigma 1 px); ``"phase"`` = translation
-        only, by phase correlation with a Hann window (Guizar-Sicairos et al. 2008; no
-        rotation, use it when the head only translates).
-    Returns a :class:`RegistrationResult` (2 x 3 warp apex -> onset coordinates, the onset
-        frame warped onto the apex grid with bilinear interpolation and replicated borders,
-        and the correlation of the two inside the region).
-    """
-    onset = check_frame(onset, "onset")
-    apex = check_frame(apex, "apex")
-    if onset.shape != apex.shape:
-        raise FrameError(f"onset {onset.shape} and apex {apex.shape} frames differ in shape")
-    region = _region(box, apex.shape)
-    onset_grey, apex_grey = to_grey(onset), to_grey(apex)
-    if method == "ecc":
-        matrix = _ecc(onset_grey, apex_grey, region)
-    elif method == "phase":
-        matrix = _phase(onset_grey, apex_grey, region)
-    else:
-        raise FrameError(f"unknown registration method {method!r}; use 'ecc' or 'phase'")
-    height, width = apex.shape[:2]
-    warped = cv2.warpAffine(
-        onset,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    x, y, w, h = region
-    warped_grey = to_grey(warped)
-    correlation = _ncc(warped_grey[y : y + h, x : x + w], apex_grey[y : y + h, x : x + w])
-    return RegistrationResult(matrix, warped, correlation, method)
 
 
 # --- cropping --------------------------------------------------------------------------------
@@ -624,7 +478,7 @@ def square_region(box: BoxLike, *, margin: float = 0.15) -> tuple[int, int, int]
     """
     if margin < 0:
         raise FrameError(f"margin must be >= 0, got {margin}")
-    x, y, w, h = _as_box(box)
+    x, y, w, h = as_box(box)
     side = max(1, round(max(w, h) * (1.0 + 2.0 * margin)))
     x0 = round(x + w / 2.0 - side / 2.0)
     y0 = round(y + h / 2.0 - side / 2.0)

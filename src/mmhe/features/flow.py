@@ -1,8 +1,15 @@
-"""Optical flow, optical strain and the STSTNet input image of an onset/apex pair.
+"""Optical flow, optical strain and the network input image of an onset/apex pair.
 
 Published visual baseline (``docs/data-format.md``): face segmented and cropped, onset
-aligned to apex, TV-L1 optical flow, then the horizontal, vertical and optical-strain maps
-resized to 28 x 28 feed small CNNs (STSTNet, Liong et al., FG 2019; RCN-A; FeatRef).
+and apex aligned, TV-L1 optical flow, then the horizontal, vertical and optical-strain maps
+feed small CNNs: resized to 28 x 28 for STSTNet (Liong et al., FG 2019), RCN-A and
+FeatRef; at 128 x 128 for the dataset's own network (:class:`mmhe.models.MMHENet`).
+
+By default (:func:`expression_flow`, ``align="landmarks"``) both frames are aligned to
+the onset's pose by their 68 landmarks and cropped to the face
+(:func:`mmhe.features.alignment.align_expression`), everything but the face is blacked out
+by the face-only mask (:func:`mmhe.features.face_mask.face_mask`) before the flow, and
+the flow outside the mask is zero.
 
 Flow convention (OpenCV's): ``flow[y, x] = (dx, dy)`` in pixels such that
 ``prev[y, x] ~ next[y + dy, x + dx]``; x to the right, y down.
@@ -11,6 +18,7 @@ Flow convention (OpenCV's): ``flow[y, x] = (dx, dy)`` in pixels such that
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -18,12 +26,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mmhe.features import face as _face
+from mmhe.features.alignment import (
+    ALIGN_MARGIN,
+    MAX_HEAD_MOTION,
+    AlignedExpression,
+    align_expression,
+    track_landmarks,
+)
 from mmhe.features.face import Box, BoxLike, FrameError
+from mmhe.features.face_mask import face_mask
+from mmhe.features.landmarks import face_landmarks
 
 __all__ = [
+    "Alignment",
+    "FaceFlow",
     "FlowMethod",
     "Normalization",
     "estimate_apex",
+    "expression_flow",
     "face_flow",
     "flow_image",
     "flow_stack",
@@ -34,6 +54,9 @@ __all__ = [
 
 FlowMethod = Literal["tvl1", "dis", "farneback"]
 Normalization = Literal["maxabs", "minmax"]
+Alignment = Literal["landmarks", "ecc", "none"]
+BOX_MARGIN = 0.15
+"""Crop margin around a detector's face box (``align="ecc"`` or ``"none"``)."""
 
 # Farneback parameters of OpenCV's own sample (pyr_scale, levels, winsize, iterations,
 # poly_n, poly_sigma, flags).
@@ -128,7 +151,11 @@ def _minmax(channel: np.ndarray) -> np.ndarray:
 
 
 def flow_stack(
-    flow: np.ndarray, size: int = 28, *, normalization: Normalization = "maxabs"
+    flow: np.ndarray,
+    size: int = 28,
+    *,
+    normalization: Normalization = "maxabs",
+    mask: np.ndarray | None = None,
 ) -> NDArray[np.float32]:
     """The (strain, horizontal, vertical) image of a face flow field, as STSTNet takes it.
 
@@ -146,6 +173,9 @@ def flow_stack(
           sample-dependent grey level).
 
         A channel without motion (range below 1e-6) is all zeros.
+    mask : optional (H, W) bool face mask of the flow: the strain is kept only on the mask
+        shrunk by one pixel (at its edge the derivatives straddle the blacked-out
+        background), and u and v are zeroed outside the mask.
     Returns (3, size, size) float32: channel 0 strain, 1 horizontal, 2 vertical. The
     strain is computed at the flow's resolution and both are then shrunk with
     ``cv2.INTER_AREA`` (flow values scaled to pixels of the ``size`` image before
@@ -156,6 +186,13 @@ def flow_stack(
         raise FrameError(f"flow image size must be an integer >= 2, got {size!r}")
     size = int(size)
     strain = optical_strain(flow)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != flow.shape[:2]:
+            raise FrameError(f"mask {mask.shape} does not match the flow {flow.shape[:2]}")
+        flow = np.where(mask[..., None], flow, 0.0).astype(np.float32)
+        inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        strain = np.where(inner, strain, 0.0).astype(np.float32)
     shrink = size / flow.shape[1], size / flow.shape[0]
     small_flow = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA)
     u = small_flow[:, :, 0] * shrink[0]
@@ -175,13 +212,18 @@ def flow_stack(
 
 
 def remove_rigid_motion(
-    flow: np.ndarray, *, region: Box | None = None, step: int = 4
+    flow: np.ndarray,
+    *,
+    region: Box | None = None,
+    step: int = 4,
+    mask: np.ndarray | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """Subtract the dominant rigid (similarity) motion from a face flow field.
 
     flow : (H, W, 2) flow in pixels.
     region : ``(x, y, w, h)`` whose flow vectors are fitted (normally the face box inside
         the crop); the whole field when None. step : grid spacing of the fitted vectors.
+    mask : optional (H, W) bool: only vectors on the mask (the face) are fitted.
     Returns the flow minus the fitted motion field, (H, W, 2) float32, and the 2 x 3
     similarity matrix M (``p + flow(p) ~ M @ [x, y, 1]`` for the rigid part).
 
@@ -197,6 +239,9 @@ def remove_rigid_motion(
     x0, y0 = max(0, int(x)), max(0, int(y))
     x1, y1 = min(width, int(x + w)), min(height, int(y + h))
     ys, xs = np.mgrid[y0:y1:step, x0:x1:step]
+    if mask is not None:
+        keep = np.asarray(mask, dtype=bool)[ys, xs]
+        ys, xs = ys[keep], xs[keep]
     if ys.size < 3:
         raise FrameError(f"region {region!r} holds fewer than 3 flow vectors at step {step}")
     points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
@@ -214,50 +259,150 @@ def remove_rigid_motion(
     return corrected.astype(np.float32), matrix.astype(np.float64)
 
 
-def face_flow(
+@dataclass(frozen=True)
+class FaceFlow:
+    """Optical flow of the face between onset and apex, with how it was obtained.
+
+    flow : (S, S, 2) float32 (u, v) in pixels of the S x S face crop (zero off the mask).
+    mask : (S, S) bool face-only mask of the crop, or None (``mask=False``).
+    alignment : the landmark alignment (crops, landmarks, quality flags) when
+        ``align="landmarks"``, else None.
+    """
+
+    flow: NDArray[np.float32]
+    mask: NDArray[np.bool_] | None
+    alignment: AlignedExpression | None = None
+
+
+def _box_crop_mask(apex: np.ndarray, box: BoxLike, size: int, margin: float) -> np.ndarray:
+    """Face-only mask of the ``crop(apex, box, size, margin)`` crop."""
+    points = face_landmarks(apex, box)
+    x0, y0, side = _face.square_region(box, margin=margin)
+    k = size / side
+    in_crop = (points - (x0, y0) + 0.5) * k - 0.5
+    return face_mask(_face.crop(apex, box, size, margin=margin), in_crop)
+
+
+def expression_flow(
     onset: np.ndarray,
     apex: np.ndarray,
     *,
     method: FlowMethod = "tvl1",
-    register: bool = True,
+    align: Alignment = "landmarks",
+    mask: bool = True,
     box: BoxLike | None = None,
-    margin: float = 0.15,
+    margin: float | None = None,
     flow_size: int = 128,
-) -> NDArray[np.float32]:
+    max_head_motion: float = MAX_HEAD_MOTION,
+) -> FaceFlow:
     """Optical flow of the face between the onset and the apex frame.
 
     onset, apex : frames of the same shape, (H, W, 3) RGB or (H, W) grey uint8 (full
         camera frames or face crops).
     method : see :func:`optical_flow`.
-    register : remove head motion: the onset crop is aligned to the apex crop (Euclidean
-        ECC, :func:`mmhe.features.face.register`) before the flow is computed, then the
-        residual rigid motion of the face box is subtracted (:func:`remove_rigid_motion`:
-        ECC alone absorbs part of a smile as a global shift).
-    box : face box in frame pixels; detected in the apex frame when None
-        (:func:`mmhe.features.face.detect_face`). For stored face crops (made with
-        :func:`mmhe.features.face.crop`) pass ``box=box_in_crop(crop_size, margin=margin)``
-        so that the rigid-motion fit sees the face, not the margin.
-    margin : crop margin around the box (fraction of its longer side).
-    flow_size : both frames are cropped straight to this side (INTER_AREA) and the flow is
-        computed there: 128 px is 4.5x the 28 px network input, so nothing the network can
-        see is lost, and TV-L1 runs 4x faster than on the published 256 px crop.
-    Returns (flow_size, flow_size, 2) float32, in pixels of the ``flow_size`` crop.
+    align : how head motion is kept out of the flow:
+
+        - ``"landmarks"`` (default, as the dataset's authors): the apex is mapped onto the
+          onset's pose by a similarity fitted to the stable landmarks and both are cropped
+          square around the onset's face outline
+          (:func:`~mmhe.features.alignment.align_expression`); quality flags in
+          ``FaceFlow.alignment.quality``;
+        - ``"ecc"``: a square around the detector's face box (``margin`` 0.15), the onset
+          crop aligned to the apex crop by Euclidean ECC
+          (:func:`mmhe.features.registration.register`);
+        - ``"none"``: the same crops without any alignment.
+
+        In every case the rigid motion left in the flow of the face is then fitted and
+        subtracted (:func:`remove_rigid_motion`: intensity alignment absorbs part of a
+        smile, landmarks carry ~0.2 px of noise).
+    mask : black out everything but the face before the flow
+        (:func:`~mmhe.features.face_mask.face_mask`, needs landmarks) and zero the flow
+        there.
+    box : face box in frame pixels: seeds the onset's landmarks (``"landmarks"``) or
+        sets the crop (``"ecc"``/``"none"``); detected when None. For stored face crops
+        made by :func:`mmhe.features.face.crop` and ``align="ecc"``, pass
+        ``box=box_in_crop(crop_size, margin=margin)``.
+    margin : crop margin on each side (fraction of the face outline's extent for
+        landmarks, :data:`~mmhe.features.alignment.ALIGN_MARGIN` = 0.05; of the box's
+        longer side otherwise, 0.15).
+    flow_size : side of the face crop the flow is computed on: 128 px as the authors'
+        network input (4.5x the 28 px STSTNet input, so nothing the network sees is lost).
+    max_head_motion : threshold of the head-motion quality flag, inter-ocular distances.
+    Returns a :class:`FaceFlow`.
     """
     onset = _face.check_frame(onset, "onset")
     apex = _face.check_frame(apex, "apex")
     if onset.shape != apex.shape:
         raise FrameError(f"onset {onset.shape} and apex {apex.shape} frames differ in shape")
+    if align == "landmarks":
+        landmarks = None
+        if box is not None:
+            landmarks, _ = track_landmarks([onset, apex], first=face_landmarks(onset, box))
+        aligned = align_expression(
+            [onset, apex],
+            size=flow_size,
+            margin=ALIGN_MARGIN if margin is None else margin,
+            mask=mask,
+            landmarks=landmarks,
+            max_head_motion=max_head_motion,
+        )
+        crops = aligned.masked() if mask else aligned.frames
+        flow = optical_flow(crops[0], crops[1], method)
+        face = aligned.mask
+        region = None if face is not None else _outline_box(aligned.template, flow_size)
+        flow = remove_rigid_motion(flow, region=region, mask=face)[0]
+        if face is not None:
+            flow[~face] = 0.0
+        return FaceFlow(flow, face, aligned)
+    if align not in ("ecc", "none"):
+        raise FrameError(f"unknown alignment {align!r}; use 'landmarks', 'ecc' or 'none'")
+    margin = BOX_MARGIN if margin is None else margin
     if box is None:
         box = _face.detect_face(apex, eyes=False)
-    onset_crop = _face.to_grey(_face.crop(onset, box, flow_size, margin=margin))
-    apex_crop = _face.to_grey(_face.crop(apex, box, flow_size, margin=margin))
-    if not register:
-        return optical_flow(onset_crop, apex_crop, method)
-    onset_crop = _face.register(onset_crop, apex_crop, method="ecc").warped
-    flow = optical_flow(onset_crop, apex_crop, method)
-    x, y, w, h = _face.box_in_crop(flow_size, margin=margin)
-    face_region = (round(x), round(y), round(w), round(h))
-    return remove_rigid_motion(flow, region=face_region)[0]
+    onset_crop = _face.crop(onset, box, flow_size, margin=margin)
+    apex_crop = _face.crop(apex, box, flow_size, margin=margin)
+    face = _box_crop_mask(apex, box, flow_size, margin) if mask else None
+    onset_grey, apex_grey = _face.to_grey(onset_crop), _face.to_grey(apex_crop)
+    if align == "ecc":
+        onset_grey = _face.register(onset_grey, apex_grey, method="ecc").warped
+    if face is not None:
+        onset_grey = np.where(face, onset_grey, 0).astype(np.uint8)
+        apex_grey = np.where(face, apex_grey, 0).astype(np.uint8)
+    flow = optical_flow(onset_grey, apex_grey, method)
+    if align == "ecc":
+        x, y, w, h = _face.box_in_crop(flow_size, margin=margin)
+        flow = remove_rigid_motion(flow, region=(round(x), round(y), round(w), round(h)))[0]
+    if face is not None:
+        flow[~face] = 0.0
+    return FaceFlow(flow, face, None)
+
+
+def _outline_box(template: np.ndarray, size: int) -> Box:
+    """Bounding box of the landmarks in the crop (the rigid fit's region without a mask)."""
+    (x0, y0), (x1, y1) = (
+        np.clip(template.min(axis=0), 0, size),
+        np.clip(template.max(axis=0), 0, size),
+    )
+    return (int(x0), int(y0), max(1, int(x1 - x0)), max(1, int(y1 - y0)))
+
+
+def face_flow(
+    onset: np.ndarray,
+    apex: np.ndarray,
+    *,
+    method: FlowMethod = "tvl1",
+    align: Alignment = "landmarks",
+    mask: bool = True,
+    box: BoxLike | None = None,
+    margin: float | None = None,
+    flow_size: int = 128,
+) -> NDArray[np.float32]:
+    """The flow field of :func:`expression_flow` (same arguments): (flow_size, flow_size,
+    2) float32, pixels of the face crop."""
+    return expression_flow(
+        onset, apex, method=method, align=align, mask=mask, box=box, margin=margin,
+        flow_size=flow_size,
+    ).flow  # fmt: skip
 
 
 def flow_image(
@@ -266,17 +411,19 @@ def flow_image(
     size: int = 28,
     *,
     method: FlowMethod = "tvl1",
-    register: bool = True,
+    align: Alignment = "landmarks",
+    mask: bool = True,
     box: BoxLike | None = None,
-    margin: float = 0.15,
+    margin: float | None = None,
     flow_size: int = 128,
     normalization: Normalization = "maxabs",
 ) -> NDArray[np.float32]:
-    """STSTNet input of an expression: (strain, horizontal, vertical) of the face flow.
+    """Network input of an expression: (strain, horizontal, vertical) of the face flow.
 
     onset, apex : frames of the same shape, (H, W, 3) RGB or (H, W) grey uint8.
-    size : output side (28 for STSTNet, Liong et al., FG 2019).
-    method, register, box, margin, flow_size : see :func:`face_flow`.
+    size : output side: 28 for STSTNet (Liong et al., FG 2019), 128 for the dataset's own
+        network (:class:`mmhe.models.MMHENet`).
+    method, align, mask, box, margin, flow_size : see :func:`expression_flow`.
     normalization : see :func:`flow_stack` (per sample; default ``"maxabs"``).
     Returns (3, size, size) float32.
 
@@ -286,16 +433,11 @@ def flow_image(
     >>> image.shape
     (3, 28, 28)
     """
-    flow = face_flow(
-        onset,
-        apex,
-        method=method,
-        register=register,
-        box=box,
-        margin=margin,
+    result = expression_flow(
+        onset, apex, method=method, align=align, mask=mask, box=box, margin=margin,
         flow_size=flow_size,
-    )
-    return flow_stack(flow, size, normalization=normalization)
+    )  # fmt: skip
+    return flow_stack(result.flow, size, normalization=normalization, mask=result.mask)
 
 
 def estimate_apex(

@@ -10,6 +10,7 @@ image); EEG "eeg_tcn" ((N, T windows, channels x 5 bands)) and "eegnet" ((N, 1,
 channels, samples)); physiology "physio_mlp" ((N, features)); classical "svm",
 "logreg" (any (N, ...) table); fusion "early_fusion", "cross_attention" (dict of
 modalities), "late_fusion", "stacking" (per-modality member models).
+Visual "mmhe_net" (the dataset paper's own network) takes (N, 3, 128, 128).
 
 `model_spec(name)` tells the training engine how to build a model from the input's
 shape (`ModelSpec.shape_kwargs`), how to normalise its input (`norm_axis`: the axis
@@ -35,7 +36,7 @@ from mmhe.models.fusion import (
     focal_loss,
 )
 from mmhe.models.physio import PhysioMLP
-from mmhe.models.visual import RCNA, FeatRef, MultiFoldSTSTNet, OffApexNet, STSTNet
+from mmhe.models.visual import RCNA, FeatRef, MMHENet, MultiFoldSTSTNet, OffApexNet, STSTNet
 
 __all__ = [
     "EEGTCN",
@@ -46,6 +47,7 @@ __all__ = [
     "FeatRef",
     "LateFusion",
     "LogisticRegressionClassifier",
+    "MMHENet",
     "ModelSpec",
     "MultiFoldSTSTNet",
     "OffApexNet",
@@ -107,6 +109,8 @@ class ModelSpec:
             return {"n_features": int(prod(shape[1:]))}
         if self.name in ("ststnet", "rcna"):
             return {"in_channels": int(shape[1])}
+        if self.name == "mmhe_net":
+            return {"in_channels": int(shape[1]), "image_size": int(shape[2])}
         if self.name == "early_fusion":
             return {"input_dims": {m: int(prod(s[1:])) for m, s in shape.items()}}
         if self.name == "cross_attention":
@@ -127,6 +131,16 @@ _SPECS: dict[str, ModelSpec] = {
             "Liong et al., FG 2019",
             TrainingDefaults(epochs=500, batch_size=256, lr=5e-5),
             _FLOW,
+        ),
+        ModelSpec(
+            "mmhe_net",
+            MMHENet,
+            "torch",
+            "flow_image",
+            1,
+            "MMHE dataset paper, visual baseline figure",
+            TrainingDefaults(),
+            (3, 128, 128),
         ),
         ModelSpec(
             "offapexnet",

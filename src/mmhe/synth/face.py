@@ -5,10 +5,14 @@ The face is the head of scikit-image's bundled astronaut portrait
 from its studio background (soft elliptical window anchored on OpenCV's Haar face
 box, low-saturation background pixels removed, holes filled, edges feathered) and
 composited on a green screen with per-participant scale, position, brightness,
-colour and camera noise (`FaceAppearance`).
+colour and camera noise (`FaceAppearance`), wearing what MMHE participants wear: an EEG
+cap with electrodes, headphones, optionally glasses, and EOG electrodes on the face
+(`mmhe.synth.headgear`). `FaceRenderer.face_region` is the ground truth of the face as
+the dataset's authors cut it (the hand-traced face outline of the photograph,
+`ASTRONAUT_FACE_OUTLINE`, minus what the cap and headphones hide).
 
-Action units are rendered as smooth local deformations: every AU is a few
-Gaussian-windowed displacement "bumps" (`AU_ANCHORS`), the bumps of the active AUs
+Action units are rendered as smooth local deformations (`mmhe.synth.action_units`):
+every AU is a few Gaussian-windowed displacement "bumps" (`AU_ANCHORS`), the bumps of the active AUs
 are scaled by their intensity, summed, and applied with one `cv2.remap`. A bump's
 window is separable, so the sum of bumps is a rank-n matrix product of precomputed
 1-D profiles (fast at 2048 x 1088). AU25/26/27 also darken the gap between the lips
@@ -37,7 +41,6 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -48,147 +51,42 @@ from skimage import data as skdata
 from skimage.morphology import convex_hull_image
 
 from mmhe.errors import ConfigError
-from mmhe.labels import ACTION_UNITS
-
-# ---------------------------------------------------------------- AU anchors
-
-
-class AUAnchor(NamedTuple):
-    """One displacement bump of an action unit, in face-normalised coordinates.
-
-    center : (x, y) centre of the Gaussian window
-    direction : (dx, dy) displacement of the skin at the centre at intensity 1
-        (its norm is the amplitude; 0.02 units ~ 8 px at a 640 px head height)
-    radius : (sigma_x, sigma_y) of the Gaussian window (cut to zero beyond 3 sigma)
-    """
-
-    center: tuple[float, float]
-    direction: tuple[float, float]
-    radius: tuple[float, float]
-
-
-def _pair(
-    left: tuple[float, float], direction: tuple[float, float], radius: tuple[float, float]
-) -> tuple[AUAnchor, AUAnchor]:
-    """A bilateral bump: `left` on the image left, mirrored about x = 0.5."""
-    (x, y), (dx, dy) = left, direction
-    return AUAnchor((x, y), (dx, dy), radius), AUAnchor((1.0 - x, y), (-dx, dy), radius)
-
-
-_EYES = ((0.28, 0.38), (0.72, 0.38))
-"""Canonical eye centres (image left, image right) defining face-normalised coordinates."""
-
-_INNER_BROW, _OUTER_BROW, _MID_BROW = (0.40, 0.28), (0.20, 0.295), (0.33, 0.29)
-_UPPER_LID, _LOWER_LID, _CHEEK = (0.28, 0.345), (0.28, 0.41), (0.22, 0.56)
-_LIP_CORNER, _NOSTRIL_WING, _NASOLABIAL = (0.305, 0.775), (0.40, 0.64), (0.36, 0.665)
-_UPPER_LIP, _LOWER_LIP, _MOUTH_GAP, _CHIN = (0.5, 0.75), (0.5, 0.86), (0.5, 0.80), (0.5, 1.0)
-
-_LID_R, _CORNER_R, _LIP_R = (0.065, 0.03), (0.06, 0.05), (0.12, 0.03)
-_CLOSED_EYE = (  # image-left eye: upper lid down over the eye, lower lid up a little
-    AUAnchor((0.28, 0.37), (0.0, 0.045), (0.07, 0.04)),
-    AUAnchor((0.28, 0.42), (0.0, -0.01), (0.06, 0.025)),
+from mmhe.synth import headgear
+from mmhe.synth.action_units import (
+    AU_ANCHORS,
+    EYE_CENTRES,
+    MACRO_APEX_INTENSITY,
+    MAX_MOUTH_DARKENING,
+    MICRO_APEX_INTENSITY,
+    MOUTH_GAP,
+    MOUTH_GAP_RADIUS,
+    MOUTH_INTERIOR,
+    MOUTH_OPENING,
+    AUAnchor,
+    expression_intensity,
 )
 
-AU_ANCHORS: dict[int, tuple[AUAnchor, ...]] = {
-    # brows
-    1: _pair(_INNER_BROW, (0.0, -0.02), (0.06, 0.05)),  # inner brows up
-    2: _pair(_OUTER_BROW, (0.0, -0.02), (0.06, 0.05)),  # outer brows up
-    4: _pair(_MID_BROW, (0.008, 0.016), (0.08, 0.05)),  # brows down and together
-    # lids and cheeks
-    5: _pair(_UPPER_LID, (0.0, -0.012), _LID_R),  # upper lids up
-    6: _pair(_CHEEK, (0.0, -0.018), (0.09, 0.07)),  # cheeks up
-    7: _pair(_LOWER_LID, (0.0, -0.01), (0.06, 0.025)),  # lower lids up (tighten)
-    41: _pair(_UPPER_LID, (0.0, 0.014), (0.065, 0.035)),  # upper lids droop
-    42: (  # slit
-        *_pair(_UPPER_LID, (0.0, 0.022), (0.065, 0.035)),
-        *_pair(_LOWER_LID, (0.0, -0.008), (0.06, 0.025)),
-    ),
-    43: (*_pair(*_CLOSED_EYE[0]), *_pair(*_CLOSED_EYE[1])),  # eyes closed
-    44: (  # squint
-        *_pair(_LOWER_LID, (0.0, -0.012), (0.06, 0.025)),
-        *_pair(_UPPER_LID, (0.0, 0.008), _LID_R),
-    ),
-    45: (*_pair(*_CLOSED_EYE[0]), *_pair(*_CLOSED_EYE[1])),  # blink (apex = closed)
-    46: _CLOSED_EYE,  # wink: image-left eye only
-    # nose
-    9: (  # nose wrinkles up (sides of the bridge and the tip)
-        *_pair((0.44, 0.52), (0.006, -0.014), (0.05, 0.06)),
-        AUAnchor((0.5, 0.63), (0.0, -0.008), (0.06, 0.04)),
-    ),
-    11: _pair(_NASOLABIAL, (-0.006, -0.01), (0.04, 0.045)),  # nasolabial fold deepens
-    38: _pair(_NOSTRIL_WING, (-0.008, 0.0), (0.03, 0.03)),  # nostrils widen
-    39: _pair(_NOSTRIL_WING, (0.008, 0.0), (0.03, 0.03)),  # nostrils narrow
-    # lips and jaw
-    10: (AUAnchor(_UPPER_LIP, (0.0, -0.016), (0.13, 0.035)),),  # upper lip up
-    12: _pair(_LIP_CORNER, (-0.012, -0.016), _CORNER_R),  # lip corners up and out
-    13: _pair(_LIP_CORNER, (-0.006, -0.018), (0.045, 0.045)),  # sharp, steep corner pull
-    14: _pair(_LIP_CORNER, (-0.01, 0.0), (0.035, 0.035)),  # dimpler: corners back
-    15: _pair(_LIP_CORNER, (-0.003, 0.016), _CORNER_R),  # lip corners down
-    16: (AUAnchor(_LOWER_LIP, (0.0, 0.014), (0.1, 0.035)),),  # lower lip down
-    17: (
-        AUAnchor(_CHIN, (0.0, -0.016), (0.12, 0.06)),
-        AUAnchor(_LOWER_LIP, (0.0, -0.008), (0.1, 0.03)),
-    ),  # chin (and lower lip) up
-    18: _pair(_LIP_CORNER, (0.014, 0.0), (0.05, 0.05)),  # pucker: corners in
-    20: _pair(_LIP_CORNER, (-0.018, 0.003), _CORNER_R),  # lips stretched sideways
-    22: (  # funneler: corners in, lips everted
-        *_pair((0.32, 0.78), (0.01, 0.0), (0.05, 0.05)),
-        AUAnchor(_UPPER_LIP, (0.0, -0.006), _LIP_R),
-        AUAnchor(_LOWER_LIP, (0.0, 0.006), _LIP_R),
-    ),
-    23: (
-        AUAnchor((0.5, 0.755), (0.0, 0.008), (0.12, 0.025)),
-        AUAnchor((0.5, 0.855), (0.0, -0.008), (0.12, 0.025)),
-    ),  # lips tightened (narrowed)
-    24: (
-        AUAnchor((0.5, 0.755), (0.0, 0.012), (0.15, 0.03)),
-        AUAnchor((0.5, 0.855), (0.0, -0.012), (0.15, 0.03)),
-    ),  # lips pressed together
-    25: (
-        AUAnchor(_UPPER_LIP, (0.0, -0.012), _LIP_R),
-        AUAnchor((0.5, 0.865), (0.0, 0.016), (0.12, 0.035)),
-    ),  # lips part
-    26: (AUAnchor((0.5, 0.9), (0.0, 0.04), (0.2, 0.1)),),  # jaw drops
-    27: (  # mouth stretched open
-        AUAnchor((0.5, 0.92), (0.0, 0.06), (0.22, 0.12)),
-        *_pair(_LIP_CORNER, (0.006, 0.0), (0.05, 0.05)),
-    ),
-    28: (
-        AUAnchor((0.5, 0.755), (0.0, 0.01), (0.12, 0.025)),
-        AUAnchor((0.5, 0.855), (0.0, -0.012), (0.12, 0.025)),
-    ),  # lips sucked in
-}
-"""AU -> its displacement bumps (`AUAnchor`s) in face-normalised coordinates.
-
-Bilateral AUs have one bump per side (mirrored). Any AU of `mmhe.labels.ACTION_UNITS`
-without a specific entry gets a small generic bump in its FACS region
-(`_GENERIC_BY_REGION`), so every catalogued AU renders something.
-"""
-
-_GENERIC_BY_REGION: dict[str, tuple[AUAnchor, ...]] = {
-    "upper": (AUAnchor((0.5, 0.3), (0.0, -0.01), (0.15, 0.05)),),
-    "middle": (AUAnchor((0.5, 0.6), (0.0, -0.01), (0.15, 0.05)),),
-    "lower": (AUAnchor((0.5, 0.86), (0.0, 0.01), (0.15, 0.05)),),
-}
-for _number, _unit in ACTION_UNITS.items():
-    AU_ANCHORS.setdefault(_number, _GENERIC_BY_REGION[_unit.region])
-
-MOUTH_OPENING: dict[int, float] = {25: 0.45, 26: 0.6, 27: 0.75}
-"""AU -> how far the gap between the lips is blended towards the dark mouth cavity at
-intensity 1 (0 = unchanged, 1 = cavity colour at the gap centre)."""
-_MOUTH_GAP_RADIUS = (0.075, 0.02)
-_MAX_MOUTH_DARKENING = 0.8
-_MOUTH_INTERIOR = np.array([75.0, 20.0, 25.0], np.float32)  # RGB of the dark mouth cavity
-
-MICRO_APEX_INTENSITY = 0.4
-"""Suggested apex intensity of a micro-expression (~3 px at a 640 px head height)."""
-MACRO_APEX_INTENSITY = 1.0
-"""Suggested apex intensity of a macro-expression (~8 px at a 640 px head height)."""
+__all__ = [
+    "ASTRONAUT_FACE_OUTLINE",
+    "AU_ANCHORS",
+    "GLASSES_SHARE",
+    "MACRO_APEX_INTENSITY",
+    "MICRO_APEX_INTENSITY",
+    "MOUTH_OPENING",
+    "AUAnchor",
+    "FaceAppearance",
+    "FaceRenderer",
+    "expression_intensity",
+    "random_appearance",
+]
 
 _WINDOW_CUT = math.exp(-0.5 * 3.0**2)  # Gaussian windows are zero beyond 3 sigma
 
 
 # ---------------------------------------------------------------- appearance
+
+GLASSES_SHARE = 0.3
+"""Share of random participants who wear glasses."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +100,8 @@ class FaceAppearance:
     color_gain : per-channel (R, G, B) gains on the face
     noise_sigma : camera noise standard deviation in grey levels (quantised Gaussian)
     background : RGB colour of the green screen, 0..255
+    eeg_cap, headphones, glasses, face_electrodes : what the participant wears
+        (`mmhe.synth.headgear`; by default as in the MMHE sessions, without glasses)
     """
 
     width: int
@@ -212,6 +112,10 @@ class FaceAppearance:
     color_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
     noise_sigma: float = 2.0
     background: tuple[int, int, int] = (40, 160, 60)
+    eeg_cap: bool = True
+    headphones: bool = True
+    glasses: bool = False
+    face_electrodes: bool = True
 
     def __post_init__(self) -> None:
         # Accept NumPy scalars and lists; store plain ints, floats and tuples (hashable).
@@ -224,6 +128,8 @@ class FaceAppearance:
             object.__setattr__(self, "center", tuple(float(c) for c in self.center))
             object.__setattr__(self, "color_gain", tuple(float(g) for g in self.color_gain))
             object.__setattr__(self, "background", tuple(int(c) for c in self.background))
+            for name in ("eeg_cap", "headphones", "glasses", "face_electrodes"):
+                object.__setattr__(self, name, bool(getattr(self, name)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid FaceAppearance field: {exc}") from exc
         problems = []
@@ -251,7 +157,8 @@ def random_appearance(rng: np.random.Generator, width: int, height: int) -> Face
     """Draw one participant's look: head scale 0.55-0.8 of the frame height (less if the
     frame is too narrow), position jittered while the head stays inside the frame,
     brightness 0.8-1.2, colour gains 0.9-1.1, noise 1-3 grey levels, a green around
-    (40, 160, 60)."""
+    (40, 160, 60), glasses for 30 % of participants (cap, headphones and EOG electrodes
+    for all)."""
     source = _source_face()
     head_w, head_h = source.head_box[2], source.head_box[3]
     aspect = head_w / head_h
@@ -279,6 +186,7 @@ def random_appearance(rng: np.random.Generator, width: int, height: int) -> Face
         color_gain=tuple(float(g) for g in rng.uniform(0.9, 1.1, size=3)),
         noise_sigma=float(rng.uniform(1.0, 3.0)),
         background=background,
+        glasses=bool(rng.uniform() < GLASSES_SHARE),
     )
 
 
@@ -295,6 +203,20 @@ class _SourceFace:
     angle: float  # radians, rotation of the eye line
     detected: tuple[bool, bool]  # (face found by Haar, both eyes found by Haar)
 
+
+ASTRONAUT_FACE_OUTLINE = (
+    (184, 86), (187, 82), (190, 80), (195, 79), (200, 79), (205, 79), (210, 80), (215, 80),
+    (220, 80), (225, 79), (230, 79), (235, 80), (240, 80), (245, 81), (250, 82), (255, 84),
+    (260, 86), (263, 90), (264, 100), (266, 110), (267, 120), (267, 130), (266, 140),
+    (263, 150), (258, 160), (255, 163), (250, 168), (245, 172), (240, 175), (235, 177),
+    (230, 178), (225, 179), (220, 179), (215, 178.5), (210, 177), (205, 174), (200, 170),
+    (192, 162), (188, 158), (183, 150), (180, 140), (179, 130), (178, 120), (180, 110),
+    (182, 100), (183, 90),
+)  # fmt: skip
+"""The face only (hairline, cheeks, jaw; no hair, ears or neck) in
+`skimage.data.astronaut()`, pixel coordinates (x, y), clockwise from the left temple:
+traced by eye on a 6-8x enlargement (each vertex within ~1 px), not by any algorithm of
+this package, so it can judge `mmhe.features.face_mask`."""
 
 _FALLBACK_FACE_BOX = (0.346, 0.129, 0.186, 0.186)  # fractions of the photograph (x, y, w, h)
 _FALLBACK_EYES = ((0.26, 0.37), (0.74, 0.39))  # fractions of the face box
@@ -382,45 +304,10 @@ def _source_face() -> _SourceFace:
         alpha=alpha,
         head_box=head_box,
         eye_mid=(eye_l + eye_r) / 2,
-        scale=float(np.hypot(*eye_vector)) / (_EYES[1][0] - _EYES[0][0]),
+        scale=float(np.hypot(*eye_vector)) / (EYE_CENTRES[1][0] - EYE_CENTRES[0][0]),
         angle=float(np.arctan2(eye_vector[1], eye_vector[0])),
         detected=(face_found, eyes_found),
     )
-
-
-# ---------------------------------------------------------------- timing profile
-
-
-def expression_intensity(
-    t: ArrayLike,
-    onset: float,
-    apex: float,
-    offset: float,
-    *,
-    tail: float = 0.1,
-) -> np.ndarray:
-    """Smooth 0..1 intensity of one expression at times `t`.
-
-    t : array of times (any shape), same unit as onset/apex/offset (seconds)
-    Returns float64 array shaped like `t`: 0 before onset, a raised-cosine rise to 1 at
-    the apex, a raised-cosine fall to 0 at the offset, 0 after (C1-smooth, monotone on
-    each side). When `apex == offset` (the coding file's "offset not coded separately")
-    the fall lasts `tail` seconds after the apex instead. `onset == apex` gives a step
-    up at the onset.
-    """
-    if not (np.isfinite([onset, apex, offset, tail]).all() and onset <= apex <= offset):
-        raise ConfigError(
-            f"expression times must satisfy onset <= apex <= offset, got {onset}, {apex}, {offset}"
-        )
-    if tail <= 0:
-        raise ConfigError(f"tail must be a positive duration in seconds, got {tail}")
-    t = np.asarray(t, dtype=float)
-    end = offset if offset > apex else apex + tail
-    rise = np.clip((t - onset) / (apex - onset), 0.0, 1.0) if apex > onset else (t >= onset) * 1.0
-    fall = np.clip((t - apex) / (end - apex), 0.0, 1.0)
-    up = 0.5 - 0.5 * np.cos(np.pi * rise)
-    down = 0.5 + 0.5 * np.cos(np.pi * fall)
-    return np.where(t <= apex, up, down)
 
 
 # ---------------------------------------------------------------- renderer
@@ -489,20 +376,28 @@ class FaceRenderer:
         base = np.empty((height, width, 3), np.uint8)
         base[...] = np.asarray(appearance.background, np.uint8)
         composite = alpha * face + (1.0 - alpha) * green
+        self._source = source
+        self._rotation = np.array(
+            [[math.cos(source.angle), -math.sin(source.angle)],
+             [math.sin(source.angle), math.cos(source.angle)]]
+        )  # fmt: skip
+        roi_origin = np.array([rx0, ry0], float)
+
+        def to_roi(points: np.ndarray) -> np.ndarray:
+            return self.face_to_pixels(points) - roi_origin
+
+        if appearance.face_electrodes:  # glued on the skin: deformed with it
+            headgear.draw_skin_items(composite, to_roi, self.pixels_per_unit)
         base[self._roi] = np.clip(np.rint(composite), 0, 255).astype(np.uint8)
         self._base = base
         self._base_roi = np.ascontiguousarray(base[self._roi])
+        self._init_headgear(alpha[..., 0], to_roi, roi_origin)
 
         # Separable displacement bumps in ROI pixels.
         self._grid_x = np.arange(roi_w, dtype=np.float32)
         self._grid_y = np.arange(roi_h, dtype=np.float32)[:, None]
-        origin = np.array([rx0, ry0], float)
-        rotation = np.array(
-            [[math.cos(source.angle), -math.sin(source.angle)],
-             [math.sin(source.angle), math.cos(source.angle)]]
-        )  # fmt: skip
-        self._rotation = rotation
-        self._source = source
+        origin = roi_origin
+        rotation = self._rotation
         profiles_x, profiles_y, shifts, index = [], [], [], {}
         for au, anchors in AU_ANCHORS.items():
             first = len(shifts)
@@ -519,8 +414,8 @@ class FaceRenderer:
         self._bump_index = index
 
         # Darkening window of the mouth gap, on a small box of the ROI.
-        gx, gy = self.face_to_pixels([_MOUTH_GAP])[0] - origin
-        sx, sy = np.asarray(_MOUTH_GAP_RADIUS) * self.pixels_per_unit
+        gx, gy = self.face_to_pixels([MOUTH_GAP])[0] - origin
+        sx, sy = np.asarray(MOUTH_GAP_RADIUS) * self.pixels_per_unit
         mx0, mx1 = max(0, math.floor(gx - 3 * sx)), min(roi_w, math.ceil(gx + 3 * sx) + 1)
         my0, my1 = max(0, math.floor(gy - 3 * sy)), min(roi_h, math.ceil(gy + 3 * sy) + 1)
         self._mouth = (slice(my0, my1), slice(mx0, mx1))
@@ -533,6 +428,103 @@ class FaceRenderer:
         levels = np.rint(ndtri((np.arange(256) + 0.5) / 256) * appearance.noise_sigma)
         self._noise_up = np.clip(levels, 0, 255).astype(np.uint8)
         self._noise_down = np.clip(-levels, 0, 255).astype(np.uint8)
+
+    def _init_headgear(self, matte: np.ndarray, to_roi, roi_origin: np.ndarray) -> None:
+        """The skull-borne layer (cap, headphones, glasses) and the face-region truth."""
+        appearance = self.appearance
+        roi_h, roi_w = matte.shape
+        grid_y, grid_x = np.mgrid[0:roi_h, 0:roi_w].astype(np.float64)
+        pixels = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1) + roi_origin
+        face_xy = self.pixels_to_face(pixels).reshape(roi_h, roi_w, 2)
+        rgb, alpha, occluders = headgear.overlay(
+            (roi_h, roi_w),
+            to_roi,
+            face_xy[..., 0],
+            face_xy[..., 1],
+            matte,
+            self.pixels_per_unit,
+            eeg_cap=appearance.eeg_cap,
+            headphones=appearance.headphones,
+            glasses=appearance.glasses,
+        )
+        rows = np.flatnonzero(alpha.max(axis=1) > 1e-3)
+        cols = np.flatnonzero(alpha.max(axis=0) > 1e-3)
+        if rows.size == 0:
+            self._overlay = None
+        else:  # kept only over its bounding box, in ROI pixels
+            box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            self._overlay = (box, np.ascontiguousarray(rgb[box]), np.ascontiguousarray(alpha[box]))
+        self._occluders = occluders
+        # ground truth: the traced outline of the photograph's face, minus cap and headphones
+        outline = self._zoom * np.asarray(ASTRONAUT_FACE_OUTLINE) + self._offset
+        self._outline = outline
+
+    def face_outline(self, head_shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        """The face's outline in frame pixels, (n, 2): hairline, cheeks and jaw of the
+        photograph (`ASTRONAUT_FACE_OUTLINE`, traced by hand), moved by `head_shift`."""
+        return self._outline + np.asarray(head_shift, float)
+
+    def face_region(self, head_shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+        """Ground truth of the face as the dataset's authors cut it, (height, width) bool.
+
+        The face outline (`face_outline`: no hair, ears or neck) minus what the cap and the
+        headphones cover (coverage > 0.5); glasses and face electrodes lie on the face and
+        are part of it (the authors' masks fill them in). For the neutral face: an
+        expression moves the skin by a few pixels (a dropped jaw up to 0.06 units), the
+        region does not follow it.
+        """
+        shift_x, shift_y = (float(v) for v in head_shift)
+        canvas = np.zeros((self.appearance.height, self.appearance.width), np.uint8)
+        vertices = np.round(self.face_outline((shift_x, shift_y)) * 16).astype(np.int32)
+        cv2.fillPoly(canvas, [vertices], 1, cv2.LINE_8, 4)
+        occluders = self._occluders
+        if shift_x or shift_y:
+            translate = np.array([[1.0, 0.0, shift_x], [0.0, 1.0, shift_y]])
+            occluders = cv2.warpAffine(
+                occluders, translate, occluders.shape[::-1], flags=cv2.INTER_LINEAR
+            )
+        hidden = np.zeros(canvas.shape, bool)
+        hidden[self._roi] = occluders > 0.5
+        return canvas.astype(bool) & ~hidden
+
+    def face_region_truth(self) -> dict:
+        """The face region for ``ground_truth.json``: frame size, the region's bounding box
+        and its outer contour in frame pixels (head at rest: each frame's region is this
+        moved by the frame's head shift), and its area in pixels."""
+        region = self.face_region()
+        contours, _ = cv2.findContours(
+            region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        largest = max(contours, key=cv2.contourArea)
+        polygon = cv2.approxPolyDP(largest, 0.5, True)[:, 0, :]
+        x, y, w, h = cv2.boundingRect(largest)
+        return {
+            "frame_size": [self.appearance.width, self.appearance.height],
+            "box": [int(x), int(y), int(w), int(h)],
+            "outline": polygon.astype(int).tolist(),
+            "area_px": int(np.count_nonzero(region)),
+            "glasses": self.appearance.glasses,
+            "definition": "face only (no cap, hair, ears or neck), glasses and face "
+            "electrodes included, neutral face, head at rest; pixels",
+        }
+
+    def _draw_overlay(self, frame: np.ndarray, head_shift: tuple[float, float]) -> None:
+        """Composite the cap, headphones and glasses over `frame`, moved by `head_shift`."""
+        if self._overlay is None:
+            return
+        box, rgb, alpha = self._overlay
+        roi_rows, roi_cols = self._roi
+        rows = slice(roi_rows.start + box[0].start, roi_rows.start + box[0].stop)
+        cols = slice(roi_cols.start + box[1].start, roi_cols.start + box[1].stop)
+        shift_x, shift_y = head_shift
+        if shift_x or shift_y:
+            translate = np.array([[1.0, 0.0, shift_x], [0.0, 1.0, shift_y]])
+            size = alpha.shape[::-1]
+            rgb = cv2.warpAffine(rgb, translate, size, flags=cv2.INTER_LINEAR)
+            alpha = cv2.warpAffine(alpha, translate, size, flags=cv2.INTER_LINEAR)
+        under = frame[rows, cols].astype(np.float32)
+        mixed = rgb + under * (1.0 - alpha[..., None])
+        frame[rows, cols] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
     @staticmethod
     def _window(grid: np.ndarray, centre: float, sigma: float) -> np.ndarray:
@@ -551,7 +543,7 @@ class FaceRenderer:
         points = np.asarray(points, float).reshape(-1, 2)
         source = self._source
         photo = source.eye_mid + source.scale * (
-            (points - np.mean(_EYES, axis=0)) @ self._rotation.T
+            (points - np.mean(EYE_CENTRES, axis=0)) @ self._rotation.T
         )
         return self._zoom * photo + self._offset
 
@@ -561,7 +553,8 @@ class FaceRenderer:
         points = np.asarray(points, float).reshape(-1, 2)
         source = self._source
         photo = (points - self._offset) / self._zoom
-        return (photo - source.eye_mid) @ self._rotation / source.scale + np.mean(_EYES, axis=0)
+        centre = np.mean(EYE_CENTRES, axis=0)
+        return (photo - source.eye_mid) @ self._rotation / source.scale + centre
 
     def render(
         self,
@@ -590,9 +583,9 @@ class FaceRenderer:
         darkening = sum(MOUTH_OPENING.get(au, 0.0) * level for au, level in active.items())
         if darkening > 0:
             source = source.copy()
-            weight = min(darkening, _MAX_MOUTH_DARKENING) * self._mouth_window
+            weight = min(darkening, MAX_MOUTH_DARKENING) * self._mouth_window
             lips = source[self._mouth]
-            source[self._mouth] = np.rint(lips + weight * (_MOUTH_INTERIOR - lips)).astype(np.uint8)
+            source[self._mouth] = np.rint(lips + weight * (MOUTH_INTERIOR - lips)).astype(np.uint8)
         if active:
             bumps = np.concatenate([self._bump_index[au] for au in active])
             weights = np.concatenate(
@@ -620,6 +613,7 @@ class FaceRenderer:
                 source, translate, source.shape[1::-1], flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip
+        self._draw_overlay(frame, (shift_x, shift_y))
         if rng is not None and self.appearance.noise_sigma > 0:
             draws = np.frombuffer(rng.bytes(frame.size), np.uint8).reshape(frame.shape)
             cv2.add(frame, cv2.LUT(draws, self._noise_up), dst=frame)

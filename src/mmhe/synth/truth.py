@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from mmhe.synth import face
 from mmhe.synth.camera import clip_path
 from mmhe.synth.config import SynthConfig
-from mmhe.synth.design import CATEGORY_AFFECT, Block, Expression, Session
+from mmhe.synth.design import CATEGORY_AFFECT, Block, Expression, Session, participant_rng
 
 FORMAT = "mmhe-synth-ground-truth/1"
 CLOCK_MODEL = (
@@ -81,6 +82,14 @@ def _expression(session: Session, expression: Expression, row: int) -> dict[str,
     }
 
 
+def _face_region(config: SynthConfig, seed: int, index: int) -> dict[str, Any]:
+    """The participant's face region as `camera.write_camera` renders it (same appearance
+    draw: the first draws of the participant's camera generator)."""
+    rng = participant_rng(seed, index, "camera")
+    appearance = face.random_appearance(rng, config.width, config.height)
+    return face.FaceRenderer(appearance).face_region_truth()
+
+
 def ground_truth(
     config: SynthConfig,
     seed: int,
@@ -111,6 +120,7 @@ def ground_truth(
                 "trials": [_trial(session, b) for b in session.blocks],
                 "noise_codes": [_trial(session, b) for b in session.noise],
                 "expressions": expressions,
+                "face_region": _face_region(config, seed, person.index),
                 **extras.get(person.index, {}),
             }
         )
