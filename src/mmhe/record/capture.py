@@ -49,7 +49,9 @@ from mmhe.record.writer import TiffFrameWriter, frame_file_name
 __all__ = ["RecordConfig", "record"]
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_MAX_LISTED = 100  # dropped frames and errors listed one by one in the log
+_MAX_LISTED = 100
+MAX_QUEUE_FRAMES = 4096
+"""Most frames the queue holds, whatever `buffer_mb` allows (small frames)."""  # dropped frames and errors listed one by one in the log
 
 
 class RecordConfig(BaseModel):
@@ -61,7 +63,7 @@ class RecordConfig(BaseModel):
         by default frames are stored as delivered and demosaiced on read.
     writers : writer threads.
     buffer_mb : memory for queued frames (MB); the queue holds buffer_mb / frame size
-        frames (at least 2).
+        frames (at least 2, at most `MAX_QUEUE_FRAMES`).
     lsl : publish the marker and frame-counter LSL streams (`mmhe.record.lsl`).
     lsl_name : prefix of the LSL stream names.
     """
@@ -184,7 +186,7 @@ class _Recorder:
         self.out, self.camera, self.trigger, self.config = out, camera, trigger, config
         self.writer = writer
         self.frame_bytes = camera.frame_bytes
-        capacity = max(2, int(config.buffer_mb * 1e6 // self.frame_bytes))
+        capacity = max(2, min(MAX_QUEUE_FRAMES, int(config.buffer_mb * 1e6 // self.frame_bytes)))
         self.state = _State(capacity=capacity)
         if stop is not None:
             self.state.stop = stop
