@@ -49,9 +49,9 @@ from mmhe.record.writer import TiffFrameWriter, frame_file_name
 __all__ = ["RecordConfig", "record"]
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_MAX_LISTED = 100
+_MAX_LISTED = 100  # dropped frames and errors listed one by one in the log
 MAX_QUEUE_FRAMES = 4096
-"""Most frames the queue holds, whatever `buffer_mb` allows (small frames)."""  # dropped frames and errors listed one by one in the log
+"""Most frames the queue holds, whatever `buffer_mb` allows (small frames)."""
 
 
 class RecordConfig(BaseModel):

@@ -107,10 +107,12 @@ def inspect_participant(
     found = Inspection(subject_id, files)
     for problem in files.problems:
         found.add("warning", "missing_file", problem, files.folder)
-    found.raw = _read(
-        found, "eeg", files.eeg, lambda p: read_eeg(p, preload=False), "eeg_unreadable"
-    )
-    found.physio = _read(found, "biopac", files.biopac, read_biopac, "biopac_unreadable")
+    from mmhe.io.xdf import is_xdf, read_xdf_eeg, read_xdf_physio
+
+    eeg_reader = read_xdf_eeg if is_xdf(files.eeg) else lambda p: read_eeg(p, preload=False)
+    found.raw = _read(found, "eeg", files.eeg, eeg_reader, "eeg_unreadable")
+    physio_reader = read_xdf_physio if is_xdf(files.biopac) else read_biopac
+    found.physio = _read(found, "biopac", files.biopac, physio_reader, "biopac_unreadable")
     found.frames = _read(found, "camera", files.camera, FrameSequence, "camera_unreadable")
 
     if found.raw is not None:
@@ -399,6 +401,10 @@ def _tables(
                     "warnings": "; ".join(a.warnings),
                 }
             )
+    from mmhe.io.xdf import is_xdf, xdf_alignment_rows
+
+    if is_xdf(found.files.eeg):  # one row per LSL stream: its timing residual
+        alignment += [{"subject_id": sid, **row} for row in xdf_alignment_rows(found.files.eeg)]
     aus = [
         {
             "expression_id": e,
