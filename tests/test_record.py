@@ -286,3 +286,47 @@ def test_opencv_source_reads_a_video_as_rgb_frames(tmp_path):
     for k, frame in enumerate(frames[::2]):
         np.testing.assert_allclose(frame.image[..., 0].mean(), 200, atol=2)
         np.testing.assert_allclose(frame.image[..., 2].mean(), 80 * k, atol=2)
+
+
+def test_ingest_reads_a_recording_and_its_lsl_session_unchanged(recording, tmp_path):
+    """A camera folder from `record` + an XDF session (EEG, physiology, stimulus markers
+    at the trigger script's times) is one participant of a raw tree: ingest aligns all."""
+    import shutil
+
+    from mmhe.store import ingest
+    from xdf_writer import Stream, write_xdf
+
+    person = tmp_path / "raw" / "s01"
+    shutil.copytree(recording["folder"], person / "Camera")
+    rng = np.random.default_rng(1)
+    start, eeg_rate, physio_rate, seconds = 500.0, 500.0, 1000.0, 4.0
+    onsets = start + 1.0 + np.array([on for _, on, _ in PLAN])  # EEG starts 1 s before
+    n, m = int(seconds * eeg_rate), int(seconds * physio_rate)
+    streams = [
+        Stream("EEG", "EEG", "float32", eeg_rate, start + np.arange(n) / eeg_rate,
+               rng.normal(0, 10, (n, 3)), [(start, 0.0), (start + 2, 0.0), (start + 4, 0.0)],
+               ["FZ", "CZ", "PZ"], ["microvolts"] * 3),
+        Stream("BIOPAC", "Physio", "float32", physio_rate, start + 0.25 + np.arange(m) / 1e3,
+               rng.normal(0, 1, (m, 2)), [], ["PPG", "EDA"]),
+        Stream("Stimuli", "Markers", "string", 0.0, onsets, [str(c) for c, _, _ in PLAN]),
+    ]  # fmt: skip
+    write_xdf(person / "session.xdf", streams)
+    version = ingest(tmp_path / "raw", tmp_path / "store", scheduler="sync")
+    folder = version / "participants" / "sub-001"
+    trials = pd.read_parquet(folder / "trials.parquet")
+    runs = FrameSequence(person / "Camera").markers()
+    assert trials["code"].tolist() == [101, 102, 103]
+    assert trials["frame_start"].tolist() == runs["first_index"].tolist()
+    assert trials["frame_stop"].tolist() == (runs["last_index"] + 1).tolist()
+    np.testing.assert_array_equal(trials["eeg_start"], np.rint((onsets - start) * eeg_rate))
+    np.testing.assert_array_equal(
+        trials["physio_start"], np.rint((onsets - start - 0.25) * physio_rate)
+    )
+    alignment = pd.read_parquet(folder / "alignment.parquet").set_index("device")
+    assert alignment.loc["camera", "n_matched"] == 3
+    assert alignment.loc["camera", "residual_ms_max"] <= 1000 / FPS  # polling: < 1 frame
+    assert alignment.loc["physio", "residual_ms_max"] < 0.01  # one LSL clock
+    assert alignment.loc["physio", "offset_s"] == pytest.approx(0.25, abs=1e-6)
+    lsl = alignment.loc[["lsl:EEG", "lsl:BIOPAC", "lsl:Stimuli"]]
+    assert lsl.loc["lsl:BIOPAC", "offset_s"] == pytest.approx(0.25, abs=1e-6)
+    assert (lsl["residual_ms_max"] < 1e-3).all()  # no jitter planted

@@ -204,7 +204,7 @@ def ingest(
 def coding_rows(coding) -> pd.DataFrame:
     """The coding file's expressions without names (an empty table without a coding file)."""
     if coding is None:
-        return pd.DataFrame(columns=["subject_id", "row", "marker"])
+        return pd.DataFrame(columns=["subject_id", "row", "marker", "aus"])
     return coding.deidentified()
 
 
