@@ -182,6 +182,8 @@ def test_lsl_outlet_to_inlet_round_trip_on_localhost(tmp_path):
     while trigger.read() != 112 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert trigger.read() == 112  # the LSL trigger source sees the marker
+    assert trigger.read(at=now - 0.01) == 0  # ... from its time stamp on, not before
+    assert trigger.read(at=now + 0.001) == 112
     info = inlets[frames_name].info(timeout=5)
     assert info.type() == "FrameCounter" and info.nominal_srate() == 150.0
     trigger.close()

@@ -241,7 +241,7 @@ class _Recorder:
                 except queue.Empty:
                     buffer = None
                 frame = camera.grab(self.scratch if buffer is None else buffer)
-                value = trigger.read()
+                value = trigger.read(frame.monotonic_s)
                 pooled = buffer is not None and frame.image is buffer
                 if buffer is not None and not pooled:  # the camera gave an array of its own
                     self.free.put(buffer)
@@ -260,7 +260,7 @@ class _Recorder:
                         self._close_segment(segment, frame)
                         code, segment = 0, None
                     state.idle += 1
-                    if trigger.finished:
+                    if trigger.finished(frame.monotonic_s):
                         state.request_stop("end of trigger script")
                         break
                     continue

@@ -47,11 +47,15 @@ class TriggerSource(ABC):
         """Open the line; a script's time 0 is this call."""
 
     @abstractmethod
-    def read(self) -> int:
-        """The value on the line now (an int; > 0 = a marker code)."""
+    def read(self, at: float | None = None) -> int:
+        """The value on the line (an int; > 0 = a marker code).
 
-    @property
-    def finished(self) -> bool:
+        at : the frame's capture time (``time.monotonic()`` seconds). Sources that know
+            their history (a script, time-stamped LSL samples) give the value at that
+            time; a polled hardware line gives its value now, as the lab's recorder did.
+        """
+
+    def finished(self, at: float | None = None) -> bool:
         """True when the source will never change again (a script that has ended)."""
         return False
 
@@ -84,18 +88,16 @@ class ScriptTrigger(TriggerSource):
         row = int(np.searchsorted(self.times, elapsed_s, side="right")) - 1
         return int(self.values[row]) if row >= 0 else 0
 
-    def read(self) -> int:
+    def read(self, at: float | None = None) -> int:
         if self._t0 is None:
             raise DeviceError(f"{self.path}: read() before start()")
-        return self.value_at(time.monotonic() - self._t0)
+        return self.value_at((time.monotonic() if at is None else at) - self._t0)
 
-    @property
-    def finished(self) -> bool:
-        return (
-            self._t0 is not None
-            and time.monotonic() - self._t0 >= self.times[-1]
-            and int(self.values[-1]) <= 0
-        )
+    def finished(self, at: float | None = None) -> bool:
+        if self._t0 is None:
+            return False
+        elapsed = (time.monotonic() if at is None else at) - self._t0
+        return elapsed >= self.times[-1] and int(self.values[-1]) <= 0
 
 
 def read_trigger_script(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +159,7 @@ class SerialTrigger(TriggerSource):
         self.description = f"serial trigger {port} at {baudrate} baud (one byte per value)"
         self._value = 0
 
-    def read(self) -> int:
+    def read(self, at: float | None = None) -> int:
         try:
             waiting = self._serial.in_waiting
             if waiting:
@@ -197,7 +199,7 @@ class ParallelTrigger(TriggerSource):
         self.address = address
         self.description = f"parallel port {address} (data lines D0-D7)"
 
-    def read(self) -> int:
+    def read(self, at: float | None = None) -> int:
         try:
             return int(self._port.getData())
         except OSError as exc:
@@ -205,10 +207,13 @@ class ParallelTrigger(TriggerSource):
 
 
 class LSLTrigger(TriggerSource):
-    """The latest value of an LSL marker stream (numbers, or text holding an integer).
+    """The value of an LSL marker stream at a frame's capture time (numbers, or text
+    holding an integer).
 
     name : the stream's name; resolved on the network within `timeout_s`.
-    Samples that are not integers are skipped and counted in `ignored`.
+    Samples are placed on this computer's clock (LSL's time correction) and `read(at)`
+    returns the newest value stamped at or before `at`. Samples that are not integers are
+    skipped and counted in `ignored`.
     """
 
     def __init__(self, name: str, timeout_s: float = 5.0) -> None:
@@ -220,7 +225,9 @@ class LSLTrigger(TriggerSource):
                 f"lsl:{name}: no LSL stream named {name!r} found within {timeout_s:g} s "
                 "(is its outlet running on this network?)"
             )
-        self._inlet = pylsl.StreamInlet(streams[0], max_buflen=60)
+        self._inlet = pylsl.StreamInlet(
+            streams[0], max_buflen=60, processing_flags=pylsl.proc_clocksync
+        )
         self._inlet.open_stream(timeout=timeout_s)
         info = streams[0]
         self.name = name
@@ -228,21 +235,33 @@ class LSLTrigger(TriggerSource):
             f"LSL stream {name!r} (type {info.type()!r}, {info.channel_format()} values, "
             f"from {info.hostname()})"
         )
+        # monotonic = LSL local clock - offset (the same clock on Linux: offset ~0)
+        self._offset = pylsl.local_clock() - time.monotonic()
+        self._stamps: list[float] = []
+        self._values: list[int] = []
         self._value = 0
         self.ignored = 0
 
-    def read(self) -> int:
-        samples, _ = self._inlet.pull_chunk(timeout=0.0)
-        for sample in reversed(samples or []):
+    def read(self, at: float | None = None) -> int:
+        samples, stamps = self._inlet.pull_chunk(timeout=0.0)
+        for sample, stamp in zip(samples or [], stamps or [], strict=False):
             try:
                 value = float(sample[0])
             except (TypeError, ValueError):
                 self.ignored += 1
                 continue
-            if value == round(value):
-                self._value = int(value)
-                break
-            self.ignored += 1
+            if value != round(value):
+                self.ignored += 1
+                continue
+            self._stamps.append(stamp - self._offset)
+            self._values.append(int(value))
+        if at is None:
+            return self._values[-1] if self._values else self._value
+        row = int(np.searchsorted(self._stamps, at, side="right")) - 1
+        if row < 0:  # nothing stamped before `at`: the value before the oldest kept
+            return self._value
+        self._value = self._values[row]
+        del self._stamps[:row], self._values[:row]  # frames come in time order
         return self._value
 
     def close(self) -> None:
