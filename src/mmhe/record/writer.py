@@ -9,7 +9,9 @@ trigger value), built with `mmhe.io.frame_names.FrameName` so they parse with
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,13 @@ class TiffFrameWriter:
         (demosaiced on read by `FrameSequence.read`); None for mono or RGB frames.
     to_rgb : demosaic raw Bayer frames before writing (3x the bytes).
     An existing file is never overwritten: `write` raises FileExistsError instead.
+
+    tifffile lays out the file (header and tags, one uncompressed strip) once per frame
+    shape; each frame is then that header and its pixels, written with `os.write`, which
+    releases the GIL. Measured at 150 fps, 2048 x 1088, two writer threads, load ~7 on 2
+    cores: with tifffile writing every frame the capture thread's 99th-percentile lateness
+    was 19-21 ms (8 ms with writers that write nothing); with the layout written once,
+    14-15 ms (7 ms): what remains is the machine's load, not the writers.
     """
 
     def __init__(self, folder: Path, bayer_pattern: str | None = None, to_rgb: bool = False):
@@ -55,6 +64,8 @@ class TiffFrameWriter:
         self.bayer_pattern = bayer_pattern
         self.to_rgb = to_rgb and bayer_pattern is not None
         self._cfa_tags = bayer.cfa_tags(bayer_pattern) if bayer_pattern else None
+        self._layouts: dict[tuple, tuple[bytes, bytes] | None] = {}
+        self._lock = threading.Lock()
 
     @property
     def stored_as(self) -> str:
@@ -68,6 +79,43 @@ class TiffFrameWriter:
             "on read by FrameSequence)"
         )
 
+    def _tiff(self, target: object, image: np.ndarray) -> None:
+        """Write `image` to `target` (a path or file) with tifffile."""
+        if image.ndim == 3:
+            tifffile.imwrite(target, image, photometric="rgb", metadata=None)
+        elif self._cfa_tags is not None:
+            tifffile.imwrite(
+                target,
+                image,
+                photometric=bayer.CFA_PHOTOMETRIC,
+                extratags=self._cfa_tags,
+                metadata=None,
+            )
+        else:
+            tifffile.imwrite(target, image, photometric="minisblack", metadata=None)
+
+    def _layout(self, image: np.ndarray) -> tuple[bytes, bytes] | None:
+        """(bytes before, bytes after the pixels) of this shape's TIFF, or None when
+        tifffile does not store the pixels as one contiguous block."""
+        key = (image.shape, image.dtype.str)
+        with self._lock:
+            if key not in self._layouts:
+                buffer = io.BytesIO()
+                self._tiff(buffer, image)
+                data = buffer.getvalue()
+                with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                    page = tif.pages.first
+                    offsets, counts = list(page.dataoffsets), list(page.databytecounts)
+                contiguous = all(
+                    offsets[i + 1] == offsets[i] + counts[i] for i in range(len(offsets) - 1)
+                )
+                layout = None
+                if offsets and contiguous and sum(counts) == image.nbytes:
+                    end = offsets[0] + image.nbytes
+                    layout = (data[: offsets[0]], data[end:])
+                self._layouts[key] = layout
+            return self._layouts[key]
+
     def write(self, image: np.ndarray, name: str) -> int:
         """Write `image` as ``folder/name``; returns the bytes of pixel data written."""
         final = self.folder / name
@@ -76,21 +124,27 @@ class TiffFrameWriter:
         temporary = self.folder / f".{name}.part"
         if self.to_rgb:
             image = bayer.demosaic(image, self.bayer_pattern)
+        image = np.ascontiguousarray(image)
+        layout = self._layout(image)
         try:
-            if image.ndim == 3:
-                tifffile.imwrite(temporary, image, photometric="rgb", metadata=None)
-            elif self._cfa_tags is not None:
-                tifffile.imwrite(
-                    temporary,
-                    image,
-                    photometric=bayer.CFA_PHOTOMETRIC,
-                    extratags=self._cfa_tags,
-                    metadata=None,
-                )
+            if layout is None:
+                self._tiff(temporary, image)
             else:
-                tifffile.imwrite(temporary, image, photometric="minisblack", metadata=None)
+                handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    for part in (layout[0], memoryview(image).cast("B"), layout[1]):
+                        _write_all(handle, part)
+                finally:
+                    os.close(handle)
             os.replace(temporary, final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
         return int(image.nbytes)
+
+
+def _write_all(handle: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view.nbytes:
+        written = os.write(handle, view)
+        view = view[written:]
