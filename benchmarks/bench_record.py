@@ -4,7 +4,8 @@
     python benchmarks/bench_record.py [--seconds 8] [--rates 150,200,250] [--dir DIR]
 
 1. Measures the disk's sequential write bandwidth where the frames go: `--disk-mb` MB
-   written in 8 MB blocks and flushed with fsync (the physical limit).
+   written in 8 MB blocks and flushed with fsync (the physical limit), before the
+   recordings (the ratios use it) and again after them.
 2. Runs `mmhe record` as its users do (a subprocess of the CLI) with the simulated camera
    at 2048 x 1088 (raw 8-bit Bayer frames, 2.2 MB each, as the XIMEA delivers them) and a
    trigger script holding marker 101 for `--seconds` s, at each rate of `--rates` in
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if frames["dropped"] or frames["camera_lost"]:
                 break
-        print(f"after: {machine_load()}")
+        after = disk_bandwidth(folder, args.disk_mb)
+        print(f"after: {machine_load()}; disk sequential write again: {after:,.0f} MB/s")
         print()
         header = (
             f"{'fps':>6}{'captured':>10}{'dropped':>9}{'lost':>6}{'queue hw':>10}"
