@@ -319,7 +319,7 @@ def read_xdf(path: str | os.PathLike[str], *, dejitter: bool = True) -> XdfRecor
     return _read_xdf_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns, dejitter)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)  # the EEG, physiology and alignment readers share one parse
 def _read_xdf_cached(path_text: str, _size: int, _mtime: int, dejitter: bool) -> XdfRecording:
     import pyxdf
 
