@@ -36,3 +36,7 @@ class AlignmentError(MMHEError):
 
 class ConfigError(MMHEError):
     """Parameters that are impossible or inconsistent, caught before any work starts."""
+
+
+class DeviceError(MMHEError):
+    """A recording device (camera, trigger line, LSL stream) cannot be opened or read."""

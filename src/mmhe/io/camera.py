@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import tifffile
 
 from mmhe.errors import InputFileError
+from mmhe.io import bayer
 from mmhe.io.frame_names import COUNTER_MODULUS, FrameName, FrameNameError, parse_frame_name
 
 __all__ = [
@@ -296,11 +297,13 @@ class FrameSequence:
     def read(self, i: int) -> np.ndarray:
         """Pixels of frame `i`: array (H, W) or (H, W, 3), the file's dtype (first page).
 
+        A raw colour-filter-array frame (TIFF/EP CFA, as `mmhe record` stores a colour
+        camera's Bayer frames) is demosaiced to (H, W, 3) RGB (`mmhe.io.bayer`).
         Nothing is cached. An unreadable or truncated file raises `InputFileError`.
         """
         path = self._paths[i]
         try:
-            image = tifffile.imread(path, key=0)
+            image = _read_first_page(path)
         except _TIFF_ERRORS as exc:
             raise InputFileError(
                 path, f"cannot read the camera frame ({exc})", hint="the file may be truncated"
@@ -334,6 +337,20 @@ class FrameSequence:
                 )
             stack[slot] = image
         return stack
+
+
+def _read_first_page(path: str) -> np.ndarray:
+    """The first page of a TIFF; a Bayer (CFA) page demosaiced to RGB."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        image = page.asarray()
+        if page.photometric != bayer.CFA_PHOTOMETRIC:
+            return image
+        tags = page.tags
+        repeat, codes = tags.get(bayer.CFA_REPEAT_PATTERN_DIM_TAG), tags.get(bayer.CFA_PATTERN_TAG)
+    if repeat is None or codes is None or image.ndim != 2:
+        raise ValueError("a CFA frame without its CFARepeatPatternDim / CFAPattern tags")
+    return bayer.demosaic(image, bayer.pattern_from_tags(repeat.value, codes.value))
 
 
 def _open_video(path: Path) -> av.container.InputContainer:

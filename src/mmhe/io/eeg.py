@@ -64,6 +64,10 @@ _MARKER_DESCRIPTION = re.compile(r"^(?:[A-Za-z ]+/)?(?:S\s*)?(\d+)$")
 
 _MARKER_COLUMNS = {"onset_s": "float64", "code": "int64"}
 
+MAX_SKEW_S = 0.003
+"""Longest spread (s) of the bit edges of one trigger transition on a stim channel:
+parallel ports switch their bits up to ~2 ms apart."""
+
 
 # ------------------------------------------------------------------ reading
 
@@ -358,9 +362,11 @@ def eeg_markers(raw: mne.io.BaseRaw, *, valid: Collection[int] = VALID_MARKERS) 
     integer ("101"; BrainVision "Stimulus/S101" or "Comment/101"), or, when there is
     none, the stim channel (the one named Trigger if several): every change of its value
     to a non-idle level is one marker, as `mne.find_events(consecutive=True)` with no
-    minimum duration. The idle level is the value the channel holds longest, which
-    removes a constant offset (Curry trigger channels can carry one); values read in
-    volts from a channel stored in microvolts (Curry, EEGLAB) are scaled back to codes.
+    minimum duration, except the intermediate levels of a skewed transition (see
+    `_stim_markers`): the marker then starts at the transition's first bit edge. The
+    idle level is the value the channel holds longest, which removes a constant offset
+    (Curry trigger channels can carry one); values read in volts from a channel stored
+    in microvolts (Curry, EEGLAB) are scaled back to codes.
     `frame.attrs`: "source" ("annotations", "stim channel" or "none"), "dropped_codes"
     ({code: count}), "ignored_descriptions" ({text: count} of the annotations that are
     not integer codes, e.g. "boundary"), "stim_channel" and "idle_level" (stim channel
@@ -392,15 +398,39 @@ def eeg_markers(raw: mne.io.BaseRaw, *, valid: Collection[int] = VALID_MARKERS) 
         return frame
     values = raw.get_data(picks=[stim])[0]
     levels, idle = _trigger_levels(values, raw, stim)
-    starts = np.flatnonzero(np.diff(levels)) + 1
-    if levels.size and levels[0] != 0:
-        starts = np.concatenate(([0], starts))
-    starts = starts[levels[starts] != 0]
+    max_step = max(1, round(MAX_SKEW_S * raw.info["sfreq"]))
+    starts, codes = _stim_markers(levels, max_step)
     onsets = starts / raw.info["sfreq"]
-    frame = _marker_frame(onsets, levels[starts], valid_codes, "stim channel", ignored)
+    frame = _marker_frame(onsets, codes, valid_codes, "stim channel", ignored)
     frame.attrs["stim_channel"] = stim
     frame.attrs["idle_level"] = int(idle)
     return frame
+
+
+def _stim_markers(levels: np.ndarray, max_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first sample, code) of each marker on a stim channel of integer levels (0 = idle).
+
+    Every change to a non-idle level is a marker, except the intermediate levels of one
+    skewed transition: a run shorter than `max_step` samples between two different
+    levels is a step of the bits switching a few samples apart (0 -> 64 -> 96 -> 101),
+    not a marker; the marker it leads to starts at the transition's first edge.
+    """
+    n = levels.size
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    run_starts = np.concatenate(([0], np.flatnonzero(np.diff(levels)) + 1))
+    lengths = np.diff(np.append(run_starts, n))
+    values = levels[run_starts]
+    before = np.concatenate(([0], values[:-1]))  # idle assumed before the recording
+    after = np.concatenate((values[1:], [values[-1]]))
+    index = np.arange(run_starts.size)
+    step = (lengths < max_step) & (before != after) & (index < run_starts.size - 1)
+    last_non_step = np.maximum.accumulate(np.where(step, -1, index))
+    first_edge = run_starts.copy()
+    led = np.flatnonzero(np.concatenate(([False], step[:-1])))  # runs right after a step
+    first_edge[led] = run_starts[last_non_step[led - 1] + 1]
+    keep = ~step & (values != 0)
+    return first_edge[keep], values[keep].astype(np.int64)
 
 
 def _description_code(text: str) -> int | None:

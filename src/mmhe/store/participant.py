@@ -288,10 +288,17 @@ def inspect_participant(
     found = Inspection(subject_id, files)
     for problem in files.problems:
         found.add("warning", "missing_file", problem, files.folder)
+    from mmhe.io.xdf import is_xdf, read_xdf_eeg, read_xdf_physio
 
     def eeg_reader(path):
-        raw, problems = read_eeg_checked(path, preload=False)
+        if is_xdf(path):  # an LSL recording: one stream per device, nothing to truncate
+            raw, problems = read_xdf_eeg(path), []
+        else:
+            raw, problems = read_eeg_checked(path, preload=False)
         return raw, problems, eeg_markers(raw)
+
+    def physio_reader(path):
+        return read_xdf_physio(path) if is_xdf(path) else read_biopac(path)
 
     eeg, files.eeg = _read_device(found, "eeg", eeg_reader, "eeg_unreadable")
     if eeg is not None:
@@ -306,7 +313,7 @@ def inspect_participant(
                 or "the EEG recording has no stimulus markers (100..148): no trials can be cut",
                 files.eeg,
             )
-    found.physio, files.biopac = _read_device(found, "biopac", read_biopac, "biopac_unreadable")
+    found.physio, files.biopac = _read_device(found, "biopac", physio_reader, "biopac_unreadable")
     if found.physio is not None and not _physio_findings(found, found.physio, files.biopac):
         found.physio = None
     found.frames = _read(found, "camera", files.camera, FrameSequence, "camera_unreadable")
@@ -647,6 +654,10 @@ def _tables(
                     "warnings": "; ".join(a.warnings),
                 }
             )
+    from mmhe.io.xdf import is_xdf, xdf_alignment_rows
+
+    if is_xdf(found.files.eeg):  # one row per LSL stream: its timing residual
+        alignment += [{"subject_id": sid, **row} for row in xdf_alignment_rows(found.files.eeg)]
     aus = [
         {
             "expression_id": e,
