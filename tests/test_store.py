@@ -145,11 +145,15 @@ def _assert_same_store(a: Path, b: Path) -> None:
     for sid in MMHEStore(a).participant_ids():
         ga = zarr.open_group(str(a / "participants" / sid / "arrays.zarr"), mode="r")
         gb = zarr.open_group(str(b / "participants" / sid / "arrays.zarr"), mode="r")
-        for key in ("eeg", "physio"):
+        for key in ("eeg", "physio", "eeg_continuous"):
             np.testing.assert_array_equal(ga[key][...], gb[key][...])
-        assert sorted(ga["frames"].array_keys()) == sorted(gb["frames"].array_keys())
-        for key in ga["frames"].array_keys():
-            np.testing.assert_array_equal(ga["frames"][key][...], gb["frames"][key][...])
+        keys = sorted(ga["frames"].group_keys())
+        assert keys and keys == sorted(gb["frames"].group_keys())
+        for key in keys:
+            for name in ("image", "frame", "time"):
+                np.testing.assert_array_equal(
+                    ga["frames"][key][name][...], gb["frames"][key][name][...]
+                )
 
 
 def test_killed_ingest_resumes_to_the_same_store(synth_tiny, store_tiny, tmp_path):
