@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mmhe.errors import ConfigError
-from mmhe.features.batch import ID_COLUMNS, FeatureConfig, load_features
+from mmhe.features.batch import NON_FEATURE_COLUMNS, FeatureConfig, load_features
 from mmhe.labels import EXPRESSION_TASKS, load_stimuli
 
 Task = Literal["compound", "emotion7", "kind", "trial"]
 TRIAL_CATEGORIES = tuple(c for c in dict.fromkeys(load_stimuli()["category"]) if c != "rest")
 """Stimulus categories of the trial task, in stimulus-table order (rest excluded)."""
-NON_FEATURE_COLUMNS = {*ID_COLUMNS, "code", "ok", "n_windows", "category"}
 
 
 @dataclass
