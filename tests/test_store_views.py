@@ -242,3 +242,22 @@ def test_torch_dataset_refuses_unknown_names(store):
     assert whole[i]["face"].shape[0] == lengths[i] < lengths[j] == whole[j]["face"].shape[0]
     with pytest.raises(ConfigError, match="frames=N"):
         whole.collate([whole[i], whole[j]])
+
+
+def test_readme_notebook_snippet_runs(store_tiny):
+    """The README's store -> Epochs / xarray / DataLoader snippet, run as a user would."""
+    import re
+    from pathlib import Path
+
+    from mmhe.features.batch import compute_features
+
+    compute_features(store_tiny, ("eeg",), scheduler="sync")  # cached by earlier tests
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = re.search(r"### In a notebook.*?```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(snippet.replace('"STORE"', repr(str(store_tiny))), namespace)
+    assert namespace["batch"]["face"].shape[:2] == (4, 16)
+    assert namespace["power"].dims == ("sample", "window", "channel", "band")
+    assert len(namespace["epochs"]) == len(
+        MMHEStore(store_tiny).expressions(participant="sub-001", located=True)
+    )
