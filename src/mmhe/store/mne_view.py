@@ -305,13 +305,19 @@ def trial_epochs(
     markers = np.rint(trials["onset_s"].to_numpy(float) * sfreq).astype(np.int64)
     n_total = _n_session_samples(store, subject_id)
     data, zero_filled = [], []
+    width = last - first + 1
     for marker, length in zip(markers, np.rint(duration * sfreq).astype(np.int64), strict=True):
-        window = _session_window(store, subject_id, marker + first, marker + last + 1)
         outside = max(0, -(marker + first)) + max(0, marker + last + 1 - n_total)
-        if pad == "zeros":
-            after_end = max(0, length - first)  # first sample (in the window) past the trial
-            outside = max(outside, window.shape[1] - after_end)
-            window[:, after_end:] = 0.0
+        if pad == "zeros":  # read the trial's own samples only (works without continuous EEG)
+            inside = int(np.clip(length - first, 0, width))  # window samples before the end
+            window = np.zeros((eeg.shape[1], width))
+            if inside:
+                window[:, :inside] = _session_window(
+                    store, subject_id, marker + first, marker + first + inside
+                )
+            outside = max(outside, width - inside)
+        else:
+            window = _session_window(store, subject_id, marker + first, marker + last + 1)
         data.append(window)
         zero_filled.append(outside)
     expressions = store.expressions(participant=subject_id)
