@@ -114,3 +114,37 @@ def test_eeg_band_power_recovers_planted_gains(featured, synth_tiny):
     planted_fast = np.log10(both["beta_gamma"])
     planted_fast -= planted_fast.groupby(both["subject_id"]).transform("mean")
     assert np.corrcoef(centred["fast"], planted_fast)[0, 1] > 0.6
+
+
+def test_labelled_features_name_every_axis(featured):
+    import xarray as xr
+
+    eeg = load_features(featured, "eeg", labelled=True)
+    table, array = load_features(featured, "eeg")
+    assert isinstance(eeg, xr.DataArray)
+    assert eeg.dims == ("sample", "window", "channel", "band")
+    np.testing.assert_array_equal(eeg.values, array)
+    assert list(eeg["channel"].values) == eeg_feature_channels(featured)
+    assert list(eeg["band"].values) == ["delta", "theta", "alpha", "beta", "gamma"]
+    assert list(eeg["band_low_hz"].values) == [1.0, 4.0, 8.0, 13.0, 30.0]
+    assert list(eeg["sample"].values) == list(table["expression_id"])
+    assert list(eeg["compound"].values) == list(table["compound"])
+    negative = eeg.sel(sample=eeg["compound"] == "negative")
+    assert negative.sizes["sample"] == int((table["compound"] == "negative").sum())
+    alpha_f3 = eeg.sel(channel="F3", band="alpha").values
+    np.testing.assert_array_equal(
+        alpha_f3, array[:, :, eeg_feature_channels(featured).index("F3"), 2]
+    )
+
+    face = load_features(featured, "face", labelled=True)
+    assert face.dims == ("sample", "flow", "y", "x")
+    assert list(face["flow"].values) == ["strain", "horizontal", "vertical"]
+    physio_table, _ = load_features(featured, "physio")
+    physio = load_features(featured, "physio", labelled=True)
+    assert physio.dims == ("sample", "feature")
+    np.testing.assert_array_equal(
+        physio.sel(feature="ECG_rate_bpm").values, physio_table["ECG_rate_bpm"].to_numpy()
+    )
+    trials = load_features(featured, "eeg", trial=True, labelled=True)
+    assert trials["sample"].values[0] == "sub-001/0"
+    assert trials.attrs["level"] == "trial" and trials.attrs["units"] == "log10(V^2/Hz)"

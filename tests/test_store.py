@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import zarr
 from typer.testing import CliRunner
 
 from mmhe.cli import app
+from mmhe.errors import InputFileError
 from mmhe.io.camera import FrameSequence
 from mmhe.store import MMHEStore, discover, ingest, validate
 
@@ -145,11 +147,15 @@ def _assert_same_store(a: Path, b: Path) -> None:
     for sid in MMHEStore(a).participant_ids():
         ga = zarr.open_group(str(a / "participants" / sid / "arrays.zarr"), mode="r")
         gb = zarr.open_group(str(b / "participants" / sid / "arrays.zarr"), mode="r")
-        for key in ("eeg", "physio"):
+        for key in ("eeg", "physio", "eeg_continuous"):
             np.testing.assert_array_equal(ga[key][...], gb[key][...])
-        assert sorted(ga["frames"].array_keys()) == sorted(gb["frames"].array_keys())
-        for key in ga["frames"].array_keys():
-            np.testing.assert_array_equal(ga["frames"][key][...], gb["frames"][key][...])
+        keys = sorted(ga["frames"].group_keys())
+        assert keys and keys == sorted(gb["frames"].group_keys())
+        for key in keys:
+            for name in ("image", "frame", "time"):
+                np.testing.assert_array_equal(
+                    ga["frames"][key][name][...], gb["frames"][key][name][...]
+                )
 
 
 def test_killed_ingest_resumes_to_the_same_store(synth_tiny, store_tiny, tmp_path):
@@ -190,11 +196,22 @@ def test_other_parameters_make_a_new_version(synth_tiny, store_tiny, tmp_path):
         out.with_name("store.pseudonyms.csv"),
     )
     grey = ingest(
-        synth_tiny, out, config=IngestConfig(frame_color="grey", frame_size=64), scheduler="sync"
+        synth_tiny,
+        out,
+        config=IngestConfig(frame_color="grey", frame_size=64, keep_continuous_eeg=False),
+        scheduler="sync",
     )
     assert grey.name != store_tiny.name and (out / store_tiny.name).is_dir()
     frames = MMHEStore(grey).frames(MMHEStore(grey).expressions()["expression_id"][0])
     assert frames.shape[-1] == 1 and max(frames.shape[1:3]) == 64
+    # without the continuous EEG: trial epochs from the trials, a clear line for raw()
+    sid = MMHEStore(grey).participant_ids()[0]
+    np.testing.assert_array_equal(
+        MMHEStore(grey).trial_epochs(sid).get_data(),
+        MMHEStore(out, version=store_tiny.name).trial_epochs(sid).get_data(),
+    )
+    with pytest.raises(InputFileError, match="keep_continuous_eeg"):
+        MMHEStore(grey).raw(sid)
     assert MMHEStore(out).path == grey  # latest
     assert MMHEStore(out, version=store_tiny.name).path == out / store_tiny.name
 

@@ -38,6 +38,14 @@ SEVEN_EMOTIONS: tuple[str, ...] = EMOTIONS[:7]
 COMPOUND_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise")
 """The paper's three-class task (MEGC 2019 composite order: 0 negative, 1 positive, 2 surprise)."""
 
+EXPRESSION_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "compound": ("compound", COMPOUND_CLASSES),
+    "emotion7": ("emotion", SEVEN_EMOTIONS),
+    "kind": ("kind", ("ME", "MaE")),
+}
+"""Per-expression tasks (the names `mmhe benchmark --task` takes): the expressions-table
+column that holds the label and the class names in class-index order."""
+
 REST_MARKER = 100
 STIMULUS_MARKERS = range(101, 149)
 VALID_MARKERS = range(100, 149)

@@ -38,6 +38,7 @@ from mmhe.cli import agreement_commands as _agreement_commands  # noqa: E402,F40
 from mmhe.cli import annotation_commands as _annotation_commands  # noqa: E402,F401
 from mmhe.cli import benchmark_commands as _benchmark_commands  # noqa: E402,F401
 from mmhe.cli import demo_commands as _demo_commands  # noqa: E402,F401
+from mmhe.cli import export_commands as _export_commands  # noqa: E402,F401
 from mmhe.cli import feature_commands as _feature_commands  # noqa: E402,F401
 from mmhe.cli import record_commands as _record_commands  # noqa: E402,F401
 from mmhe.cli import report_commands as _report_commands  # noqa: E402,F401

@@ -28,8 +28,19 @@ def benchmark_command(
         help="'sync' (this process), a Dask scheduler address, or 'local' for a local cluster.",
     ),
     workers: int = typer.Option(2, help="Workers of a local cluster."),
+    device: str = typer.Option(
+        "auto", help="Where torch models train: auto (CUDA when present), cpu or cuda."
+    ),
+    models_from: list[str] = typer.Option(
+        [],
+        "--models-from",
+        help="Import this Python module first (repeat); it registers models with "
+        "mmhe.models.register.",
+    ),
 ) -> None:
     """Run a config (or one model/task/modality) and print the paper-style table."""
+    import importlib
+
     from pydantic import ValidationError
 
     from mmhe.cli._options import at_least, choice, choices, output_folder
@@ -43,6 +54,12 @@ def benchmark_command(
     at_least(epochs, 1, "--epochs")
     at_least(workers, 1, "--workers")
     chosen = scheduler_value(scheduler)
+
+    for module in models_from:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"--models-from {module}: cannot import it: {exc}") from exc
     if config is not None:
         bench = BenchmarkConfig.load(config)
     elif model is not None:
@@ -92,6 +109,7 @@ def benchmark_command(
             out,
             scheduler=chosen,
             n_workers=workers,
+            device=device,
             progress=lambda r: progress.update(
                 bar, advance=1, description=f"{r['model']} {r['modalities']} fold {r['fold']}"
             ),

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mmhe.errors import ConfigError
-from mmhe.features.batch import ID_COLUMNS, FeatureConfig, load_features
-from mmhe.labels import COMPOUND_CLASSES, SEVEN_EMOTIONS, load_stimuli
+from mmhe.features.batch import NON_FEATURE_COLUMNS, FeatureConfig, load_features
+from mmhe.labels import EXPRESSION_TASKS, load_stimuli
 
 Task = Literal["compound", "emotion7", "kind", "trial"]
 TRIAL_CATEGORIES = tuple(c for c in dict.fromkeys(load_stimuli()["category"]) if c != "rest")
 """Stimulus categories of the trial task, in stimulus-table order (rest excluded)."""
-NON_FEATURE_COLUMNS = {*ID_COLUMNS, "code", "ok", "n_windows", "category"}
 
 
 @dataclass
@@ -40,13 +39,9 @@ class TaskData:
 
 
 def _label_column(task: str) -> tuple[str, tuple[str, ...]]:
-    if task == "compound":
-        return "compound", COMPOUND_CLASSES
-    if task == "emotion7":
-        return "emotion", SEVEN_EMOTIONS
-    if task == "kind":
-        return "kind", ("ME", "MaE")
-    raise ConfigError(f"unknown task {task!r}; use compound, emotion7, kind or trial")
+    if task not in EXPRESSION_TASKS:
+        raise ConfigError(f"unknown task {task!r}; use compound, emotion7, kind or trial")
+    return EXPRESSION_TASKS[task]
 
 
 def _align(ids: pd.Series, table: pd.DataFrame, key: str, array: np.ndarray) -> np.ndarray:

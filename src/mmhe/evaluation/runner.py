@@ -177,6 +177,19 @@ def _folds(spec: RunSpec, data: TaskData) -> list:
     return list(trial_kfold(data.trials, spec.k, spec.seed, groups=data.groups))
 
 
+def _check_modalities(spec: RunSpec) -> None:
+    """A registered model runs only on the modalities it was registered with."""
+    from mmhe.models import model_spec
+
+    accepted = model_spec(spec.model).modalities
+    wrong = [m for m in spec.modalities if accepted and m not in accepted]
+    if wrong:
+        raise ConfigError(
+            f"{spec.model} was registered for {list(accepted)}, not {wrong}; "
+            f"run it with modalities {list(accepted)}"
+        )
+
+
 def _inputs(spec: RunSpec, data: TaskData) -> Any:
     from mmhe.models import model_spec
 
@@ -207,6 +220,7 @@ def _run_combination(
     config_hash: str,
     progress: Callable[[dict], None],
     max_folds: int | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     from mmhe.evaluation.training import run_folds
 
@@ -247,6 +261,7 @@ def _run_combination(
             "mmhe_version": __version__,
             "seconds": float(info.get("seconds", 0.0)),
             "epochs_trained": info.get("epochs_trained"),
+            "device": info.get("device", device),
             "n_validation": int(info.get("n_validation", 0) or 0),
             "audit": audits[index],
         }
@@ -271,6 +286,7 @@ def _run_combination(
             trials=trials,
             client=client,
             on_fold_done=save,
+            device=device,
         )
     finished = sorted(folder.glob("fold-*.parquet"))
     return {
@@ -290,8 +306,13 @@ def run_benchmark(
     n_workers: int = 2,
     progress: Callable[[dict], None] | None = None,
     max_folds: int | None = None,
+    device: str = "auto",
 ) -> pd.DataFrame:
     """Run every combination of `config` on `store`; returns the results table.
+
+    device : where torch models train: "auto" (CUDA when torch sees a GPU), "cpu",
+        "cuda" or "cuda:N" (`mmhe.evaluation.device.resolve_device`); recorded per fold.
+        Models registered with `mmhe.models.register` run like the baselines.
 
     max_folds : stop each combination after this many finished folds (a quick look; such
         combinations are marked incomplete and a later run finishes them).
@@ -305,10 +326,14 @@ def run_benchmark(
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = config.specs()
+    from mmhe.evaluation.device import resolve_device
+
+    device = str(resolve_device(device))  # a missing GPU fails before any work
     for spec in specs:
         from mmhe.models import model_spec
 
         model_spec(spec.model)  # unknown names fail before any work
+        _check_modalities(spec)
     needed = sorted({m for s in specs for m in s.modalities})
     compute_features(
         store_path,
@@ -343,10 +368,10 @@ def run_benchmark(
                 )
             outcomes.append(
                 _run_combination(
-                    spec, tasks[key], run_dir, client, config_hash, progress, max_folds
+                    spec, tasks[key], run_dir, client, config_hash, progress, max_folds, device
                 )
             )
-    return write_results(run_dir, config, store_path, outcomes, tasks, config_hash)
+    return write_results(run_dir, config, store_path, outcomes, tasks, config_hash, device)
 
 
 def needed_for(specs: list[RunSpec], key: tuple[str, str]) -> list[str]:
@@ -361,6 +386,7 @@ def write_results(
     outcomes: list[dict[str, Any]],
     tasks: dict[tuple, TaskData],
     config_hash: str,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     predictions, fold_rows, results, checks = [], [], [], []
     for outcome in outcomes:
@@ -441,6 +467,7 @@ def write_results(
                 "config": config.model_dump(mode="json"),
                 "classes": {t: d.class_names for (t, _), d in tasks.items()},
                 "notes": config.notes,
+                "device": device,
             },
             indent=2,
         )

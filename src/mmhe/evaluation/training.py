@@ -81,6 +81,7 @@ import torch.nn.functional as F
 import torch.utils.deterministic
 
 from mmhe.errors import ConfigError
+from mmhe.evaluation.device import resolve_device, to_device
 from mmhe.evaluation.splits import Fold, audit_split, group_kfold, inner_validation_split
 from mmhe.models import (
     LateFusion,
@@ -90,6 +91,7 @@ from mmhe.models import (
     STSTNet,
     TrainingDefaults,
     build_model,
+    ensure_registered,
     model_spec,
 )
 
@@ -119,6 +121,7 @@ class TrainSettings:
     normalize: bool = True
     model_kw: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # epochs/batch_size/lr given
+    device: str = "cpu"  # where torch models train (`resolve_device`); data stay on CPU
 
 
 def resolve_settings(
@@ -133,8 +136,12 @@ def resolve_settings(
     patience: int = 20,
     normalize: bool = True,
     model_kw: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> TrainSettings:
-    """The model's published defaults (`ModelSpec.defaults`) with the given overrides."""
+    """The model's published defaults (`ModelSpec.defaults`) with the given overrides.
+
+    device : "auto", "cpu", "cuda" or "cuda:N" (`mmhe.evaluation.device.resolve_device`).
+    """
     d: TrainingDefaults = model_spec(model_name).defaults
     settings = TrainSettings(
         epochs=d.epochs if epochs is None else int(epochs),
@@ -154,6 +161,7 @@ def resolve_settings(
             for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr))
             if value is not None
         },
+        device=str(resolve_device(device)),
     )
     if settings.epochs < 1 or settings.batch_size < 1 or settings.lr <= 0:
         raise ConfigError(
@@ -170,8 +178,9 @@ def fold_seeds(seed: int, fold_index: int) -> tuple[int, int, int, int]:
 
 
 @contextmanager
-def _seeded_torch(seed: int) -> Iterator[None]:
-    """Fork torch's CPU RNG, seed it, switch deterministic algorithms on; restore after.
+def _seeded_torch(seed: int, device: str = "cpu") -> Iterator[None]:
+    """Fork torch's CPU RNG (and the CUDA device's when training there), seed them, switch
+    deterministic algorithms on; restore after.
 
     The NaN-filling of fresh tensors that deterministic mode adds by default is switched
     off: it only helps to find reads of uninitialised memory and costs a full extra pass
@@ -180,8 +189,10 @@ def _seeded_torch(seed: int) -> Iterator[None]:
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     was_filling = torch.utils.deterministic.fill_uninitialized_memory
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    where = torch.device(device)
+    cuda = [where.index if where.index is not None else 0] if where.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.manual_seed(seed)  # seeds the CPU and every CUDA device
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False
         try:
@@ -340,12 +351,17 @@ def _loss(model: torch.nn.Module, xb: Any, yb: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, x: Any, n: int, batch_size: int = 1024) -> np.ndarray:
+def _predict(
+    model: torch.nn.Module, x: Any, n: int, batch_size: int = 1024, device: str = "cpu"
+) -> np.ndarray:
+    """Class probabilities (n, K) float64 on the CPU; batches go to ``device``."""
     model.eval()
     out = []
+    where = torch.device(device)
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(n, start + batch_size))
-        out.append(torch.softmax(model(_index(x, idx)), dim=1).double().numpy())
+        logits = model(to_device(_index(x, idx), where))
+        out.append(torch.softmax(logits, dim=1).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -364,9 +380,11 @@ def _train_torch(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     spec = model_spec(model_name)
     torch_seed, order_seed, _, _ = seeds
-    with _seeded_torch(torch_seed):
+    device = torch.device(settings.device)
+    with _seeded_torch(torch_seed, settings.device):
         kwargs = {"n_classes": n_classes, **spec.shape_kwargs(shape), **settings.model_kw}
-        model = build_model(model_name, **kwargs)
+        model = build_model(model_name, **kwargs).to(device)
+        _initialise_lazy(model, x_fit, device)
         optimizer = _optimizer(model, settings)
         rng = np.random.default_rng(order_seed)
         y_fit_t = torch.from_numpy(np.asarray(y_fit, dtype=np.int64))
@@ -375,7 +393,8 @@ def _train_torch(
         for epoch in range(settings.epochs):
             model.train()
             for idx in _batches(rng.permutation(n_fit), settings.batch_size):
-                loss = _loss(model, _index(x_fit, idx), y_fit_t[torch.from_numpy(idx)])
+                rows = torch.from_numpy(idx)
+                loss = _loss(model, to_device(_index(x_fit, idx), device), y_fit_t[rows].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -383,7 +402,7 @@ def _train_torch(
                     model.apply_constraints()
             epochs_run = epoch + 1
             if x_val is not None and y_val is not None and len(y_val):
-                proba = _predict(model, x_val, len(y_val))
+                proba = _predict(model, x_val, len(y_val), device=settings.device)
                 val_loss = float(
                     -np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-12, None)).mean()
                 )
@@ -394,11 +413,35 @@ def _train_torch(
                     break
         if best_state is not None:
             model.load_state_dict(best_state)
-        proba = _predict(model, x_test, n_test)
+        proba = _predict(model, x_test, n_test, device=settings.device)
     info = {"epochs_trained": epochs_run, "best_epoch": best_epoch or epochs_run}
     if best_state is not None:
         info["best_validation_loss"] = best_loss
     return proba, info
+
+
+def _initialise_lazy(model: torch.nn.Module, x_fit: Any, device: torch.device) -> None:
+    """Run one forward pass without gradients when the model has lazy modules (e.g.
+    `torch.nn.LazyLinear` in a registered model), so the optimiser sees real parameters."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    if any(isinstance(m, LazyModuleMixin) for m in model.modules()):
+        with torch.no_grad():
+            model(to_device(_index(x_fit, np.arange(min(2, _n_rows(x_fit)))), device))
+
+
+def _n_rows(x: Any) -> int:
+    return len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x)
+
+
+def _product_kind(spec: ModelSpec, k: int, shape: Any, settings: TrainSettings) -> str:
+    """ "torch" or "sklearn" for a registered factory of kind "auto": build it once."""
+    if spec.kind != "auto":
+        return spec.kind
+    kwargs = {"n_classes": k, **spec.shape_kwargs(shape), **settings.model_kw}
+    with _seeded_torch(0):
+        product = build_model(spec.name, **kwargs)
+    return "torch" if isinstance(product, torch.nn.Module) else "sklearn"
 
 
 # ------------------------------------------------------------------- fit_predict
@@ -441,6 +484,7 @@ def fit_predict(
     normalize: bool = True,
     model_kw: Mapping[str, Any] | None = None,
     settings: TrainSettings | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> FitResult:
     """Train registry model ``model_name`` on (X_train, y_train); probabilities for X_test.
 
@@ -452,6 +496,8 @@ def fit_predict(
     seed, fold_index : the fold's seeds derive from both (see `fold_seeds`).
     groups_train : (N,) training participants; needed for early stopping (inner
         validation participants) and stacking (inner folds).
+    device : where a torch model trains ("auto", "cpu", "cuda"; ignored when
+        ``settings`` is given, which carries its own).
     Returns `FitResult` with ``proba`` (n_test, n_classes).
     """
     spec = model_spec(model_name)
@@ -467,6 +513,7 @@ def fit_predict(
             patience=patience,
             normalize=normalize,
             model_kw=model_kw,
+            device=device,
         )
     y_train = np.asarray(y_train, dtype=np.int64)
     n_train, n_test = _n_samples(X_train), _n_samples(X_test)
@@ -505,8 +552,18 @@ def fit_predict(
         info = {}
         if fit_rows.size and predictable.any():
             test_rows = np.flatnonzero(predictable)
-            if spec.kind == "sklearn":
-                kwargs = {"n_classes": k, "seed": seeds[0], **settings.model_kw}
+            shape = (
+                {m: np.shape(v) for m, v in prepared.train.items()}
+                if multimodal
+                else np.shape(prepared.train)
+            )
+            if _product_kind(spec, k, shape, settings) == "sklearn":
+                kwargs = {
+                    "n_classes": k,
+                    "seed": seeds[0],
+                    **spec.shape_kwargs(shape),
+                    **settings.model_kw,
+                }
                 model = build_model(model_name, **kwargs)
                 model.fit(prepared.train[fit_rows], y_train[fit_rows])
                 proba[test_rows] = model.predict_proba(prepared.test[test_rows])
@@ -516,11 +573,9 @@ def fit_predict(
                     x_te = _to_torch(
                         _take(prepared.test, test_rows), prepared.present_test[test_rows]
                     )
-                    shape = {m: np.shape(v) for m, v in prepared.train.items()}
                 else:
                     x_all = _to_torch(prepared.train)
                     x_te = _to_torch(prepared.test[test_rows])
-                    shape = np.shape(prepared.train)
                 proba[test_rows], info = _train_torch(
                     model_name,
                     k,
@@ -582,6 +637,7 @@ def _fit_predict_ensemble(
             patience=settings.patience,
             normalize=settings.normalize,
             model_kw=ensemble.member_kw.get(m),
+            device=settings.device,
         )
         result = fit_predict(
             member,
@@ -926,8 +982,15 @@ def _run_fold_group(
     settings: TrainSettings,
     engine: str,
     threads: int | None = None,
+    registered: ModelSpec | None = None,
 ) -> list[tuple[int, np.ndarray, dict[str, Any]]]:
-    """Train and predict a group of folds (runs in-process or as one Dask task)."""
+    """Train and predict a group of folds (runs in-process or as one Dask task).
+
+    registered : the spec of a user-registered model, registered here first when this
+        runs in a Dask worker that has never seen it.
+    """
+    if registered is not None:
+        ensure_registered(registered)
     previous = torch.get_num_threads()
     if threads is None:
         try:
@@ -980,6 +1043,9 @@ def _fold_table(
             "y_pred": proba.argmax(axis=1),
         }
     )
+    names = np.asarray([str(c) for c in class_names], dtype=object)
+    table["true_class"] = names[table["y_true"].to_numpy()]
+    table["pred_class"] = names[table["y_pred"].to_numpy()]
     for c, name in enumerate(class_names):
         table[f"prob_{name}"] = proba[:, c]
     table["missing_input"] = np.asarray(info.get("missing_input", np.zeros(len(table), bool)))
@@ -1011,6 +1077,7 @@ def run_folds(
     folds_per_group: int | None = None,
     client: Any = None,
     on_fold_done: Callable[[int, pd.DataFrame, dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> pd.DataFrame:
     """Train and test ``model_name`` on every fold; one prediction row per test sample.
 
@@ -1025,9 +1092,13 @@ def run_folds(
         groups as tasks on its workers (inputs are scattered once).
     on_fold_done : called with (fold index, its prediction rows, its info) as soon as
         the fold's group finishes (for incremental saving and resuming).
+    device : where torch models train: "auto" (CUDA when present), "cpu", "cuda".
+        The multi-fold engine runs on the CPU; with a GPU, "auto" picks the sequential
+        engine instead.
 
-    Returns a DataFrame with columns participant, sample, y_true, y_pred, prob_<class>
-    ..., missing_input, fold, model, sorted by fold then sample; ``attrs`` holds
+    Returns a DataFrame with columns participant, sample, y_true, y_pred, true_class,
+    pred_class (class names), prob_<class> ..., missing_input, fold, model, sorted by
+    fold then sample; ``attrs`` holds
     "audit" (one `audit_split` record per fold), "folds" (per-fold info: n_train,
     n_test, n_fit, n_validation, epochs_trained, seconds, ...), "settings", "engine"
     and "class_names".
@@ -1056,10 +1127,19 @@ def run_folds(
         patience=patience,
         normalize=normalize,
         model_kw=model_kw,
+        device=device,
     )
+    on_cpu = torch.device(settings.device).type == "cpu"
     if engine == "auto":
         engine = (
-            "multifold" if model_name == "ststnet" and not isinstance(X, Mapping) else "sequential"
+            "multifold"
+            if model_name == "ststnet" and not isinstance(X, Mapping) and on_cpu
+            else "sequential"
+        )
+    if engine == "multifold" and not on_cpu:
+        raise ConfigError(
+            f"the multi-fold engine runs on the CPU only; use engine='sequential' on "
+            f"{settings.device}"
         )
     if engine not in ("multifold", "sequential"):
         raise ConfigError(f"unknown engine {engine!r}; use 'auto', 'multifold' or 'sequential'")
@@ -1068,6 +1148,8 @@ def run_folds(
     size = folds_per_group or (4 if engine == "multifold" else 1)
     chunks = [folds[i : i + size] for i in range(0, len(folds), size)]
     by_index = {f.index: f for f in folds}
+    spec = model_spec(model_name)
+    registered = spec if spec.registered else None
     tables: dict[int, pd.DataFrame] = {}
     infos: dict[int, dict[str, Any]] = {}
 
@@ -1082,6 +1164,7 @@ def run_folds(
                 "n_train": int(fold.train_idx.size),
                 "n_test": int(fold.test_idx.size),
                 "engine": engine,
+                "device": settings.device,
             }
             tables[index], infos[index] = table, info
             if on_fold_done is not None:
@@ -1089,7 +1172,11 @@ def run_folds(
 
     if client is None:
         for chunk in chunks:
-            collect(_run_fold_group(model_name, X, y, groups, chunk, k, settings, engine))
+            collect(
+                _run_fold_group(
+                    model_name, X, y, groups, chunk, k, settings, engine, registered=registered
+                )
+            )
     else:
         from distributed import as_completed
 
@@ -1106,6 +1193,7 @@ def run_folds(
                 k,
                 settings,
                 engine,
+                registered=registered,
                 pure=False,
             )
             for chunk in chunks
@@ -1128,6 +1216,7 @@ def run_folds(
             "normalize": settings.normalize,
             "model_kw": settings.model_kw,
             "folds_per_group": size,
+            "device": settings.device,
         },
         "engine": engine,
         "class_names": names,

@@ -50,6 +50,8 @@ ID_COLUMNS = (
     "trial_index",
 )
 """Identifier and label columns of every per-expression feature table."""
+NON_FEATURE_COLUMNS = {*ID_COLUMNS, "code", "ok", "n_windows", "category"}
+"""Columns of the feature tables that are not features."""
 FEATURE_FORMAT = 2
 """Bumped when a modality's values change for unchanged parameters (2: physiology with
 artefact-corrected beats, masked data, trial HRV and event-related features)."""
@@ -522,12 +524,17 @@ def load_features(
     *,
     trial: bool = False,
     config: FeatureConfig | None = None,
-) -> tuple[pd.DataFrame, Any]:
+    labelled: bool = False,
+) -> Any:
     """(table, array) of computed features, participants concatenated in order.
 
     face: array (N, 3, S, S); eeg: (N, T, channels, 5) log10 band power, NaN-padded;
     physio: array None (the features are the table's numeric columns). `trial=True`
     gives the trial-level EEG/physiology features instead.
+    labelled=True returns one `xarray.DataArray` instead, with named dimensions
+    (sample, flow, y, x / sample, window, channel, band / sample, feature), channel and
+    band names, and the table's columns as coordinates along ``sample``
+    (`mmhe.features.labelled`).
     """
     from mmhe.errors import InputFileError
     from mmhe.store import MMHEStore
@@ -571,6 +578,19 @@ def load_features(
             np.concatenate([a for a in arrays if len(a)])
             if any(len(a) for a in arrays)
             else np.zeros((0,))
+        )
+    if labelled:
+        from mmhe.features.labelled import labelled as label_features
+
+        config = config or FeatureConfig()
+        return label_features(
+            table,
+            array,
+            modality,
+            trial=trial,
+            channels=eeg_feature_channels(store_path, config) if modality == "eeg" else None,
+            params=getattr(config, modality).model_dump(),
+            window_s=config.eeg.window_s,
         )
     return table, array
 

@@ -494,3 +494,36 @@ def _marker_frame(
     frame.attrs["dropped_codes"] = dict(sorted(dropped.items()))
     frame.attrs["ignored_descriptions"] = ignored
     return frame
+
+
+# ------------------------------------------------------------------ montage
+
+
+@cache
+def _quikcap_positions() -> dict[str, np.ndarray]:
+    standard = _cached_montage().get_positions()["ch_pos"]
+    primed = mne.channels.make_standard_montage("colin27_primed").get_positions()["ch_pos"]
+    by_upper = {name.upper(): pos for name, pos in standard.items()}
+    by_upper["CB1"], by_upper["CB2"] = primed["Cb1"], primed["Cb2"]
+    return {name: by_upper[name] for name in NEUROSCAN_64}
+
+
+def quikcap_montage() -> mne.channels.DigMontage:
+    """The Neuroscan 64-channel Quik-Cap on MNE's colin27 template head (metres).
+
+    62 positions are the 10-05 template's (`colin27_1005`, the standard_1005 of older
+    MNE); CB1/CB2, the cerebellar leads outside the 10-05 system, take the `Cb1`/`Cb2`
+    positions of MNE's `colin27_primed` template, which shares the colin27 head and
+    coordinate frame (its O1, Oz, Cz, M1 ... are the same points). Channel names are the
+    cap's upper-case names (FP1 ... CB2); apply with ``raw.set_montage(quikcap_montage(),
+    match_case=False)``.
+    """
+    positions = _quikcap_positions()
+    fiducials = _cached_montage().get_positions()
+    return mne.channels.make_dig_montage(
+        ch_pos={name: pos.copy() for name, pos in positions.items()},
+        nasion=fiducials["nasion"],
+        lpa=fiducials["lpa"],
+        rpa=fiducials["rpa"],
+        coord_frame=fiducials["coord_frame"],
+    )

@@ -16,12 +16,24 @@ Visual "mmhe_net" (the dataset paper's own network) takes (N, 3, 128, 128).
 shape (`ModelSpec.shape_kwargs`), how to normalise its input (`norm_axis`: the axis
 whose entries get their own z-score, statistics over all other axes of the training
 samples) and the published training settings (`defaults`).
+
+Bring your own model: `register(name, factory, modalities, defaults)` adds any
+`torch.nn.Module` factory or scikit-learn estimator / pipeline to the registry, and
+`run_benchmark`, `run_folds` and `fit_predict` then train it like the baselines:
+
+>>> import torch
+>>> def tiny(n_classes, input_shape):
+...     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(n_classes))
+>>> spec = register("tiny_eeg", tiny, ["eeg"], {"epochs": 20, "lr": 1e-2}, overwrite=True)
+>>> spec.kind, spec.modalities, spec.defaults.epochs
+('auto', ('eeg',), 20)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from math import prod
 from typing import Any
 
@@ -61,6 +73,8 @@ __all__ = [
     "focal_loss",
     "list_models",
     "model_spec",
+    "register",
+    "unregister",
 ]
 
 
@@ -81,12 +95,21 @@ class ModelSpec:
     """How to build, feed and train one registry model.
 
     kind : "torch" (an nn.Module trained by the engine), "sklearn" (fit/predict_proba)
-        or "ensemble" (late fusion / stacking of member models).
+        or "ensemble" (late fusion / stacking of member models); "auto" for a registered
+        factory whose product decides (an nn.Module is trained as torch, anything with
+        fit/predict_proba as scikit-learn).
     input : "flow_image" (N, 3, 28, 28), "eeg_sequence" (N, T, F), "eeg_raw"
-        (N, 1, C, S), "features" (N, F), "table" (N, ...), "multimodal" (dict).
+        (N, 1, C, S), "features" (N, F), "table" (N, ...), "multimodal" (dict),
+        "array" (a registered one-modality model: whatever that modality's array is).
     norm_axis : axis with its own z-score (None: the model scales its own input).
     example_shape : a per-sample input shape for a quick forward pass (dict for
         multimodal models).
+    modalities : modalities the model accepts (registered models; () = not declared).
+    source : where the factory comes from ("mmhe" for the baselines, else
+        ``module.qualname`` of the registered factory).
+    accepts : constructor keywords the factory takes (None: any, it has ``**kwargs``);
+        the engine leaves out the standard ones (n_classes, input_shape, seed) it does
+        not take.
     """
 
     name: str
@@ -97,10 +120,25 @@ class ModelSpec:
     paper: str
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     example_shape: Any = None
+    modalities: tuple[str, ...] = ()
+    source: str = "mmhe"
+    accepts: frozenset[str] | None = None
+
+    @property
+    def registered(self) -> bool:
+        """True for a model added with `register` (not one of the baselines)."""
+        return self.source != "mmhe"
 
     def shape_kwargs(self, shape: Any) -> dict[str, Any]:
         """Constructor arguments implied by the input: an array shape (N, ...) or, for
         multimodal models, a dict {modality: (N, ...)}."""
+        if self.registered:
+            per_sample = (
+                {m: tuple(int(d) for d in s[1:]) for m, s in shape.items()}
+                if isinstance(shape, Mapping)
+                else tuple(int(d) for d in shape[1:])
+            )
+            return {"input_shape": per_sample}
         if self.input == "eeg_sequence":
             return {"n_features": int(shape[2])}
         if self.input == "eeg_raw":
@@ -261,6 +299,119 @@ DEFAULT_MEMBERS: dict[str, str] = {"face": "ststnet", "eeg": "eeg_tcn", "physio"
 """Member model per modality of late fusion and stacking unless ``members`` is given."""
 
 
+_BUILTIN = frozenset(_SPECS)
+REGISTRY_MODALITIES: tuple[str, ...] = ("face", "eeg", "physio")
+
+
+def _accepted_keywords(factory: Callable[..., Any]) -> frozenset[str] | None:
+    target = factory.__init__ if isinstance(factory, type) else factory
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: pass everything
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.name != "self")
+
+
+def _kind_of(factory: Callable[..., Any]) -> str:
+    if isinstance(factory, type):
+        import torch
+
+        if issubclass(factory, torch.nn.Module):
+            return "torch"
+        if hasattr(factory, "fit") and hasattr(factory, "predict_proba"):
+            return "sklearn"
+    return "auto"
+
+
+def register(
+    name: str,
+    factory: Callable[..., Any],
+    modalities: Sequence[str],
+    defaults: TrainingDefaults | Mapping[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+    norm_axis: int | str | None = "auto",
+    description: str = "",
+    overwrite: bool = False,
+) -> ModelSpec:
+    """Add a model to the registry so the benchmark trains it like the baselines.
+
+    name : registry name (a baseline's name is refused).
+    factory : called with ``n_classes`` (int), ``input_shape`` (the per-sample shape,
+        e.g. (8, 310) for EEG band power; a dict {modality: shape} when several
+        modalities are given) and ``seed`` for scikit-learn models, each only if it takes
+        that keyword (or ``**kwargs``), plus a run's ``model_kw``. It returns a
+        ``torch.nn.Module`` (trained by the engine: its forward takes a float tensor
+        (N, *input_shape), or for several modalities a dict of them plus ``present``
+        (N, M); it returns logits (N, n_classes)) or an unfitted scikit-learn
+        estimator / pipeline with ``predict_proba`` (fit as it is: no scaler is added).
+    modalities : what the model takes, some of "face", "eeg", "physio"; one modality
+        gives the model that array, several a dict.
+    defaults : `TrainingDefaults` or a dict of its fields (epochs, batch_size, lr,
+        optimizer, momentum, weight_decay).
+    kind : "torch" or "sklearn"; default inferred from a class factory, else from what
+        the factory returns ("auto").
+    norm_axis : the engine's train-fold z-score axis ("auto": the channel axis for face
+        flow images, the last axis otherwise; None: no engine scaling, as for
+        scikit-learn classes).
+    overwrite : replace a model registered earlier under the same name.
+    Returns the `ModelSpec` (also in `model_spec(name)` and `list_models()`).
+    """
+    if name in _BUILTIN:
+        raise ConfigError(f"{name!r} is a baseline of mmhe; register your model under another name")
+    if name in _SPECS and not overwrite:
+        raise ConfigError(f"{name!r} is already registered; pass overwrite=True to replace it")
+    if not callable(factory):
+        raise ConfigError(f"the factory of {name!r} is not callable: {factory!r}")
+    modalities = tuple(modalities)
+    wrong = [m for m in modalities if m not in REGISTRY_MODALITIES]
+    if wrong or not modalities:
+        raise ConfigError(
+            f"{name!r}: modalities must be some of {REGISTRY_MODALITIES}, got {list(modalities)}"
+        )
+    if isinstance(defaults, Mapping):
+        known = {f.name for f in fields(TrainingDefaults)}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise ConfigError(f"{name!r}: unknown training defaults {unknown}; use {sorted(known)}")
+        defaults = TrainingDefaults(**defaults)
+    kind = kind or _kind_of(factory)
+    if kind not in ("torch", "sklearn", "auto"):
+        raise ConfigError(f"{name!r}: kind must be 'torch' or 'sklearn', got {kind!r}")
+    if norm_axis == "auto":
+        norm_axis = None if kind == "sklearn" else (1 if modalities == ("face",) else -1)
+    spec = ModelSpec(
+        name,
+        factory,
+        kind,
+        "multimodal" if len(modalities) > 1 else "array",
+        norm_axis,  # type: ignore[arg-type]
+        description or "registered model",
+        defaults or TrainingDefaults(),
+        modalities=modalities,
+        source=f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '?')}",
+        accepts=_accepted_keywords(factory),
+    )
+    _SPECS[name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a registered model (baselines cannot be removed)."""
+    if name in _BUILTIN:
+        raise ConfigError(f"{name!r} is a baseline of mmhe and cannot be removed")
+    _SPECS.pop(name, None)
+
+
+def ensure_registered(spec: ModelSpec) -> None:
+    """Register ``spec`` in this process if it is missing (Dask workers start without the
+    models a user registered in the client process)."""
+    if spec.registered and spec.name not in _SPECS:
+        _SPECS[spec.name] = spec
+
+
 def list_models() -> list[str]:
     """Registry names, in registry order."""
     return list(_SPECS)
@@ -281,6 +432,8 @@ def build_model(name: str, **kwargs: Any) -> Any:
     use `DEFAULT_MEMBERS` restricted to ``modalities`` (default all three).
     """
     spec = model_spec(name)
+    if spec.registered:
+        return _build_registered(spec, kwargs)
     if spec.kind == "ensemble" and "members" not in kwargs:
         modalities = kwargs.pop("modalities", tuple(DEFAULT_MEMBERS))
         unknown = [m for m in modalities if m not in DEFAULT_MEMBERS]
@@ -295,3 +448,30 @@ def build_model(name: str, **kwargs: Any) -> Any:
         return spec.factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"cannot build {name!r} with {sorted(kwargs)}: {exc}") from exc
+
+
+_STANDARD_KEYWORDS = frozenset({"n_classes", "input_shape", "seed"})
+
+
+def _build_registered(spec: ModelSpec, kwargs: dict[str, Any]) -> Any:
+    """Call a registered factory; a scikit-learn product is wrapped in `SklearnModel`."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "modalities"}
+    n_classes = int(kwargs.get("n_classes", 3))
+    if spec.accepts is not None:
+        kwargs = {
+            k: v for k, v in kwargs.items() if k in spec.accepts or k not in _STANDARD_KEYWORDS
+        }
+    try:
+        product = spec.factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"cannot build {spec.name!r} with {sorted(kwargs)}: {exc}") from exc
+    import torch
+
+    if isinstance(product, torch.nn.Module) or isinstance(product, SklearnModel):
+        return product
+    if hasattr(product, "fit") and hasattr(product, "predict_proba"):
+        return SklearnModel(product, n_classes, scale=False)
+    raise ConfigError(
+        f"the factory of {spec.name!r} returned {type(product).__name__}: expected a "
+        "torch.nn.Module or a scikit-learn estimator with predict_proba"
+    )

@@ -23,13 +23,16 @@ from mmhe.errors import ConfigError
 class SklearnModel:
     """A scikit-learn classifier behind the `fit` / `predict_proba` interface of `mmhe`.
 
-    estimator : an unfitted scikit-learn classifier with `predict_proba`.
+    estimator : an unfitted scikit-learn classifier (or pipeline) with `predict_proba`.
     n_classes : number of classes K; labels are integers 0..K-1.
+    scale : put a `StandardScaler` before the estimator (False: fit the estimator as it
+        is, e.g. a user's pipeline with its own preprocessing).
     """
 
-    def __init__(self, estimator: ClassifierMixin, n_classes: int = 3) -> None:
+    def __init__(self, estimator: ClassifierMixin, n_classes: int = 3, scale: bool = True) -> None:
         self.estimator = estimator
         self.n_classes = n_classes
+        self.scale = scale
         self.pipeline: Pipeline | None = None
         self.constant_: np.ndarray | None = None
 
@@ -45,7 +48,8 @@ class SklearnModel:
             self.constant_ = np.zeros(self.n_classes)
             self.constant_[present[0]] = 1.0
             return self
-        self.pipeline = make_pipeline(StandardScaler(), self._estimator_for(y))
+        steps = [StandardScaler()] if self.scale else []
+        self.pipeline = make_pipeline(*steps, self._estimator_for(y))
         self.pipeline.fit(X, y)
         return self
 

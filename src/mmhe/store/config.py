@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STORE_FORMAT = 1
-"""Bumped when the store layout changes; part of every version hash."""
+STORE_FORMAT = 2
+"""Bumped when the store layout changes; part of every version hash (2: Zarr dimension
+names and coordinates, continuous EEG, one group per expression's frames)."""
 
 
 class IngestConfig(BaseModel):
@@ -21,6 +22,9 @@ class IngestConfig(BaseModel):
     frame_size : longest side in pixels of stored face frames (None keeps the original).
     frame_color : ``rgb`` or ``grey``.
     include_rest : keep the rest block (marker 100) as a trial.
+    keep_continuous_eeg : also store the whole EEG session (``eeg_continuous``), for
+        filtering and ICA before epoching (`MMHEStore.raw`); about the size of the EEG
+        file again.
     """
 
     model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
@@ -30,6 +34,7 @@ class IngestConfig(BaseModel):
     frame_size: int | None = Field(None, gt=8)
     frame_color: Literal["rgb", "grey"] = "rgb"
     include_rest: bool = True
+    keep_continuous_eeg: bool = True
 
     def version(self) -> str:
         """``v-`` + the first 10 hex digits of a hash of the parameters and store format."""

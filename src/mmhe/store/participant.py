@@ -20,6 +20,7 @@ from mmhe.labels import REST_MARKER, STIMULUS_MARKERS, stimulus_categories
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import ParticipantFiles
 from mmhe.store.problems import issue_frame
+from mmhe.store.zarr_arrays import consolidate, create_data_array, seconds, write_coordinate
 
 
 @dataclass
@@ -481,8 +482,10 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
 
     Layout: ``{trials,expressions,events,alignment,issues,action_units}.parquet`` and
     ``arrays.zarr`` with ``eeg`` and ``physio`` (trials x channels x samples, float32, NaN
-    after a trial's end, one chunk per trial) and ``frames/<expression_id>``
-    (frames x H x W x C, uint8, one chunk per frame).
+    after a trial's end, one chunk per trial), ``eeg_continuous`` (channels x samples of
+    the whole session, when ``config.keep_continuous_eeg``) and
+    ``frames/<expression_id>/image`` (frames x H x W x C, uint8, one chunk per frame),
+    each with dimension names and coordinates (`mmhe.store.zarr_arrays`).
     """
     import zarr
 
@@ -500,6 +503,8 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
         trials["eeg_start"] = (trials["eeg_start"] - pad_eeg).clip(lower=0)
         trials["eeg_stop"] = (trials["eeg_stop"] + pad_eeg).clip(upper=found.raw.n_times)
         _write_eeg(group, found, trials)
+        if config.keep_continuous_eeg:
+            _write_eeg_continuous(group, found)
         if (
             found.physio is not None
             and "physio_start" in trials
@@ -548,13 +553,7 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
                     found.files.camera,
                 )
                 continue
-            array = frames_group.create_array(
-                row["expression_id"],
-                shape=frames.shape,
-                dtype="uint8",
-                chunks=(1, *frames.shape[1:]),
-            )
-            array[...] = frames
+            _write_frames(frames_group.create_group(row["expression_id"]), frames, first, found)
             expressions.loc[i, "stored_frames"] = len(frames)
             expressions.loc[i, "frames_first"] = first
     counts["expressions"] = len(expressions)
@@ -562,7 +561,35 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
         int(expressions["locate_problem"].notna().sum()) if "locate_problem" in expressions else 0
     )
     _tables(found, trials, expressions, out_dir)
+    consolidate(out_dir / "arrays.zarr")
     return counts
+
+
+def _write_frames(group, frames: np.ndarray, first: int, found: Inspection) -> None:
+    """One expression's frames (n, H, W, C) as ``image`` with its frame and time axes."""
+    image = create_data_array(
+        group,
+        "image",
+        shape=frames.shape,
+        dtype="uint8",
+        chunks=(1, *frames.shape[1:]),
+        dims=("frame", "y", "x", "color"),
+        coordinates=("time",),
+    )
+    image[...] = frames
+    index = np.arange(first, first + len(frames), dtype=np.int64)
+    write_coordinate(group, "frame", index, "frame", attrs={"long_name": "camera frame index"})
+    camera = found.timeline.alignments.get("camera") if found.timeline is not None else None
+    times = (
+        camera.to_reference(found.frames.times[index])
+        if camera is not None
+        else np.full(len(index), np.nan)
+    )
+    write_coordinate(
+        group, "time", times, "frame", attrs={"units": "s", "long_name": "time on the EEG clock"}
+    )
+    colors = ["R", "G", "B"] if frames.shape[-1] == 3 else ["grey"]
+    write_coordinate(group, "color", colors, "color")
 
 
 def _write_eeg(group, found: Inspection, trials: pd.DataFrame) -> None:
@@ -570,8 +597,20 @@ def _write_eeg(group, found: Inspection, trials: pd.DataFrame) -> None:
     picks = [i for i, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
     lengths = (trials["eeg_stop"] - trials["eeg_start"]).astype(int).to_numpy()
     shape = (len(trials), len(picks), int(lengths.max()))
-    array = group.create_array(
-        "eeg", shape=shape, dtype="float32", chunks=(1, *shape[1:]), fill_value=math.nan
+    array = create_data_array(
+        group,
+        "eeg",
+        shape=shape,
+        dtype="float32",
+        chunks=(1, *shape[1:]),
+        dims=("trial", "eeg_channel", "eeg_time"),
+        coordinates=("marker", "category", "eeg_channel_type"),
+        fill_value=math.nan,
+    )
+    _trial_coordinates(group, trials)
+    _eeg_channel_coordinates(group, raw, picks)
+    write_coordinate(
+        group, "eeg_time", seconds(shape[2], raw.info["sfreq"]), "eeg_time", attrs={"units": "s"}
     )
     for i, (start, stop) in enumerate(zip(trials["eeg_start"], trials["eeg_stop"], strict=True)):
         array[i, :, : int(stop) - int(start)] = raw.get_data(
@@ -586,14 +625,88 @@ def _write_eeg(group, found: Inspection, trials: pd.DataFrame) -> None:
     trials["n_eeg_samples"] = lengths
 
 
+CONTINUOUS_CHUNK_SAMPLES = 60_000
+"""Samples per chunk of ``eeg_continuous`` (60 s at 1000 Hz: 16 MB for 68 channels)."""
+
+
+def _trial_coordinates(group, trials: pd.DataFrame) -> None:
+    if "trial" in group:
+        return
+    write_coordinate(group, "trial", trials["trial_index"].to_numpy(np.int64), "trial")
+    write_coordinate(group, "marker", trials["code"].to_numpy(np.int64), "trial")
+    write_coordinate(group, "category", trials["category"].fillna("").to_numpy(str), "trial")
+
+
+def _eeg_channel_coordinates(group, raw, picks: list[int]) -> None:
+    if "eeg_channel" in group:
+        return
+    kinds = raw.get_channel_types()
+    write_coordinate(group, "eeg_channel", [raw.ch_names[i] for i in picks], "eeg_channel")
+    write_coordinate(group, "eeg_channel_type", [kinds[i] for i in picks], "eeg_channel")
+
+
+def _write_eeg_continuous(group, found: Inspection) -> None:
+    """The whole EEG session (every non-stim channel), streamed in 60-s chunks, so users
+    can filter and run ICA on continuous data before epoching (`MMHEStore.raw`)."""
+    raw = found.raw
+    picks = [i for i, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
+    n = int(raw.n_times)
+    sfreq = float(raw.info["sfreq"])
+    array = create_data_array(
+        group,
+        "eeg_continuous",
+        shape=(len(picks), n),
+        dtype="float32",
+        chunks=(len(picks), min(n, CONTINUOUS_CHUNK_SAMPLES)),
+        dims=("eeg_channel", "eeg_session_time"),
+        coordinates=("eeg_channel_type",),
+        attrs={
+            "sfreq": sfreq,
+            "unit": "V",
+            "channels": [raw.ch_names[i] for i in picks],
+            "channel_types": [raw.get_channel_types()[i] for i in picks],
+        },
+    )
+    _eeg_channel_coordinates(group, raw, picks)
+    for start in range(0, n, CONTINUOUS_CHUNK_SAMPLES):
+        stop = min(n, start + CONTINUOUS_CHUNK_SAMPLES)
+        array[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop).astype("float32")
+    write_coordinate(
+        group,
+        "eeg_session_time",
+        seconds(n, sfreq),
+        "eeg_session_time",
+        chunk=CONTINUOUS_CHUNK_SAMPLES,
+        attrs={"units": "s", "long_name": "seconds from the EEG recording's first sample"},
+    )
+
+
 def _write_physio(group, found: Inspection, trials: pd.DataFrame) -> None:
     signals = found.physio.signals
     values = signals.to_numpy(dtype="float32")
     valid = trials["physio_start"].notna()
     lengths = np.where(valid, (trials["physio_stop"] - trials["physio_start"]).fillna(0), 0)
     shape = (len(trials), values.shape[1], int(lengths.max()))
-    array = group.create_array(
-        "physio", shape=shape, dtype="float32", chunks=(1, *shape[1:]), fill_value=math.nan
+    array = create_data_array(
+        group,
+        "physio",
+        shape=shape,
+        dtype="float32",
+        chunks=(1, *shape[1:]),
+        dims=("trial", "physio_channel", "physio_time"),
+        coordinates=("marker", "category", "physio_unit"),
+        fill_value=math.nan,
+    )
+    _trial_coordinates(group, trials)
+    units = [str(found.physio.units.get(c, "")) for c in signals.columns]
+    write_coordinate(group, "physio_channel", list(signals.columns), "physio_channel")
+    write_coordinate(group, "physio_unit", units, "physio_channel")
+    write_coordinate(
+        group,
+        "physio_time",
+        seconds(shape[2], found.physio.sfreq),
+        "physio_time",
+        attrs={"units": "s"},
     )
     for i, (start, stop) in enumerate(
         zip(trials["physio_start"], trials["physio_stop"], strict=True)

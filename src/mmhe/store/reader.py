@@ -177,10 +177,25 @@ class MMHEStore:
         """Lazy zarr array (trials x channels x samples) of the BIOPAC signals."""
         return self._group(subject_id)["physio"]
 
-    def frames(self, expression_id: str) -> np.ndarray:
-        """Stored face frames of one expression: (frames, H, W, C) uint8."""
+    def frame_array(self, expression_id: str):
+        """Lazy zarr array of one expression's stored face frames (frames, H, W, C) uint8."""
         subject_id = expression_id.rsplit("-r", 1)[0]
-        return self._group(subject_id)["frames"][expression_id][...]
+        return self._group(subject_id)["frames"][expression_id]["image"]
+
+    def frames(self, expression_id: str) -> np.ndarray:
+        """Stored face frames of one expression: (frames, H, W, C) uint8. The first is
+        camera frame ``frames_first`` of the expressions table."""
+        return self.frame_array(expression_id)[...]
+
+    def to_xarray(self, subject_id: str, expression_id: str | None = None):
+        """A participant's arrays as a lazy `xarray.Dataset` (dimension names, channel
+        names, times in seconds; see `mmhe.store.zarr_arrays`), or with `expression_id`
+        that expression's frames (``image`` by ``frame`` and ``time``)."""
+        import xarray as xr
+
+        path = self.path / "participants" / subject_id / "arrays.zarr"
+        group = None if expression_id is None else f"frames/{expression_id}"
+        return xr.open_zarr(path, group=group, consolidated=True)
 
     def eeg_trial(self, subject_id: str, trial_index: int) -> np.ndarray:
         """One trial's EEG, channels x samples (padding removed)."""
@@ -192,33 +207,34 @@ class MMHEStore:
         trial = self.trials(participant=subject_id).set_index("trial_index").loc[trial_index]
         return self.physio(subject_id)[trial_index, :, : int(trial["n_physio_samples"])]
 
+    # ------------------------------------------------------------ MNE
+
+    def raw(self, subject_id: str):
+        """The whole EEG session as an MNE `RawArray` with the Quik-Cap montage and the
+        trials and expressions as annotations (`mmhe.store.mne_view.continuous_raw`)."""
+        from mmhe.store.mne_view import continuous_raw
+
+        return continuous_raw(self, subject_id)
+
+    def expression_epochs(self, subject_id: str, tmin: float = -0.2, tmax: float = 0.8, **kw):
+        """`mne.EpochsArray` locked to each expression's onset (or ``lock="apex"``), with
+        metadata (emotion, compound, kind, AUs, times); see
+        `mmhe.store.mne_view.expression_epochs` for baseline, picks, lock and kind."""
+        from mmhe.store.mne_view import expression_epochs
+
+        return expression_epochs(self, subject_id, tmin, tmax, **kw)
+
+    def trial_epochs(self, subject_id: str, tmin: float = 0.0, tmax: float | None = None, **kw):
+        """`mne.EpochsArray`, one epoch per stimulus trial locked to its marker, as long as
+        the longest trial (shorter ones zero-padded after their end, or ``pad="recording"``);
+        see `mmhe.store.mne_view.trial_epochs`."""
+        from mmhe.store.mne_view import trial_epochs
+
+        return trial_epochs(self, subject_id, tmin, tmax, **kw)
+
     def to_epochs(self, subject_id: str, *, picks: str | Sequence[str] = "all"):
-        """MNE `EpochsArray` of a participant's trials, cropped to the shortest trial.
-
-        Events carry the stimulus markers (event_id ``{"101": 101, ...}``); tmin = 0.
-        """
-        import mne
-
-        array = self.eeg(subject_id)
-        trials = self.trials(participant=subject_id).sort_values("trial_index")
-        n = int(trials["n_eeg_samples"].min())
-        data = np.asarray(array[:, :, :n], dtype="float64")
-        info = mne.create_info(
-            list(array.attrs["channels"]),
-            float(array.attrs["sfreq"]),
-            list(array.attrs["channel_types"]),
-        )
-        codes = trials["code"].astype(int).to_numpy()
-        events = np.column_stack([np.arange(len(codes)) * n, np.zeros_like(codes), codes])
-        epochs = mne.EpochsArray(
-            data,
-            info,
-            events=events,
-            tmin=0.0,
-            event_id={str(c): int(c) for c in sorted(set(codes))},
-            verbose="error",
-        )
-        return epochs if picks == "all" else epochs.pick(picks)
+        """Trial epochs (`trial_epochs` with its defaults; kept for older scripts)."""
+        return self.trial_epochs(subject_id, picks=None if picks == "all" else picks)
 
     def torch_dataset(self, **kwargs: Any):
         """A PyTorch Dataset of expressions (see `mmhe.store.torch_view.ExpressionDataset`)."""

@@ -196,7 +196,7 @@ def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
                 mismatches.append(f"eeg array {shape} does not fit {len(t)} trials")
         for e_row in e[e["stored_frames"] > 0].itertuples():
             try:
-                n = store._group(sid)["frames"][e_row.expression_id].shape[0]
+                n = store.frame_array(e_row.expression_id).shape[0]
             except KeyError:
                 n = -1
             if n != e_row.stored_frames:

@@ -1,0 +1,114 @@
+"""Zarr arrays that xarray opens: dimension names, coordinate arrays, consolidated metadata.
+
+Layout of ``participants/<sid>/arrays.zarr`` (Zarr v3):
+
+====================  ==============================================  =====================
+array                 dimensions                                      content
+====================  ==============================================  =====================
+eeg                   (trial, eeg_channel, eeg_time)                  float32 volts, NaN
+                                                                      after a trial's end
+eeg_continuous        (eeg_channel, eeg_session_time)                 float32 volts, the
+                                                                      whole session
+physio                (trial, physio_channel, physio_time)            float32, units per
+                                                                      channel
+frames/<id>/image     (frame, y, x, color)                            uint8 face frames
+====================  ==============================================  =====================
+
+Coordinates (arrays named like their dimension, opened by xarray as indexes):
+``trial`` (trial_index), ``eeg_channel`` / ``physio_channel`` (names), ``eeg_time`` /
+``physio_time`` (seconds from a trial's first stored sample, i.e. from its stimulus
+marker when ``trial_padding_s`` = 0), ``eeg_session_time`` (seconds from the EEG
+recording's first sample), ``frame`` (camera frame index, the numbers of the
+expressions table's ``frame_onset`` / ``frame_apex`` / ``frame_offset``), ``color``.
+Non-index coordinates: ``marker`` and ``category`` along ``trial``, ``eeg_channel_type``,
+``physio_unit``, and ``time`` along ``frame`` (seconds on the EEG clock, the axis of
+``eeg_session_time``).
+
+>>> import xarray as xr                                                  # doctest: +SKIP
+>>> xr.open_zarr("STORE/v-.../participants/sub-001/arrays.zarr")       # doctest: +SKIP
+>>> xr.open_zarr(".../arrays.zarr", group="frames/sub-001-r00001")     # doctest: +SKIP
+>>> xr.open_datatree(".../arrays.zarr", engine="zarr")                 # every array
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def create_data_array(
+    group,
+    name: str,
+    *,
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...],
+    dims: Sequence[str],
+    coordinates: Sequence[str] = (),
+    fill_value: Any = None,
+    attrs: dict[str, Any] | None = None,
+):
+    """An empty Zarr array with dimension names; ``coordinates`` lists the non-index
+    coordinate arrays xarray should attach to it (CF ``coordinates`` attribute)."""
+    if len(dims) != len(shape):
+        raise ValueError(f"{name}: {len(dims)} dimension names for a {len(shape)}-d array")
+    kwargs = {} if fill_value is None else {"fill_value": fill_value}
+    array = group.create_array(
+        name, shape=shape, dtype=dtype, chunks=chunks, dimension_names=list(dims), **kwargs
+    )
+    meta = dict(attrs or {})
+    if coordinates:
+        meta["coordinates"] = " ".join(coordinates)
+    array.attrs.update(meta)
+    return array
+
+
+def write_coordinate(
+    group,
+    name: str,
+    values: Sequence[Any] | np.ndarray,
+    dim: str,
+    *,
+    chunk: int | None = None,
+    attrs: dict[str, Any] | None = None,
+):
+    """A 1-d coordinate array along ``dim`` (strings stored as variable-length UTF-8)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "UO":
+        array = group.create_array(name, shape=values.shape, dtype=str, dimension_names=[dim])
+        array[...] = values.astype(object)
+    else:
+        array = group.create_array(
+            name,
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=(min(len(values), chunk),) if chunk and len(values) else "auto",
+            dimension_names=[dim],
+        )
+        if values.size:
+            array[...] = values
+    if attrs:
+        array.attrs.update(attrs)
+    return array
+
+
+def consolidate(path: str | Path) -> None:
+    """Write consolidated metadata so ``xarray.open_zarr`` opens the store in one read.
+
+    Zarr warns that consolidated metadata is not (yet) part of the v3 specification;
+    xarray and zarr-python both read it, and it is rewritten with every store version.
+    """
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        zarr.consolidate_metadata(str(path))
+
+
+def seconds(n: int, sfreq: float) -> np.ndarray:
+    """Sample times (n,) in seconds of a signal sampled at ``sfreq`` Hz."""
+    return np.arange(n, dtype=np.float64) / float(sfreq)
