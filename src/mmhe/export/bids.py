@@ -255,7 +255,7 @@ def export_bids(
         raise ConfigError(f"eeg_format must be 'BrainVision' or 'EDF', got {eeg_format!r}")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise InputFileError(out, "output folder is not empty", "choose a new folder")
+            raise ConfigError(f"{out}: output folder is not empty; choose a new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     report = BIDSExport(root=out)
