@@ -6,7 +6,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from mmhe.cli import app
-from mmhe.demo import demo_config
+from mmhe.demo import DEMO_SEEDS, demo_config
+from mmhe.models import CHANCE_BASELINES
 
 
 def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
@@ -18,7 +19,9 @@ def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
     assert "Fewer epochs than published" in result.output
     results = pd.read_csv(out / "run" / "results.csv")
     models = [run["model"] for run in demo_config().runs]
-    assert results["model"].tolist() == models and results["complete"].all()
+    assert results["model"].tolist() == [*models, *CHANCE_BASELINES]
+    assert results["complete"].all() and (results["n_seeds"] == DEMO_SEEDS).all()
+    assert "Paired permutation tests" in result.output and "seeds" in result.output
     assert (out / "report.html").stat().st_size > 50_000
     assert (out / "stats" / "figure2.png").is_file()
     assert str(out / "report.html") in result.output.replace("\n", "")
@@ -33,7 +36,8 @@ def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
         )
         for p in out.glob(pattern)
     }
-    assert len(cached) >= 27  # 3 EEG files, 3 participants, 9 feature parts, 12 folds
+    # 3 EEG files, 3 participants, 9 feature parts, 6 rows x 3 seeds x 3 folds
+    assert len(cached) >= 3 + 3 + 9 + 54
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in cached} == cached  # nothing recomputed

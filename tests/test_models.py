@@ -33,6 +33,8 @@ REGISTRY = [
     "physio_mlp",
     "svm",
     "logreg",
+    "majority",
+    "stratified",
     "early_fusion",
     "late_fusion",
     "stacking",

@@ -33,9 +33,15 @@ def demo_command(
         scheduler=None if scheduler == "local" else scheduler,
         say=lambda text: console.print(text, highlight=False),
     )
-    title = "Compound emotion (negative / positive / surprise), LOSO, pooled"
+    from mmhe.cli.benchmark_commands import print_tests
+    from mmhe.demo import DEMO_SEEDS, demo_config
+
+    title = (
+        "Compound emotion (negative / positive / surprise), LOSO, pooled; "
+        f"{DEMO_SEEDS} seeds: mean ±SD [95 % CI]"
+    )
     print_frame(console, paper_table(result.results), title)
-    from mmhe.demo import demo_config
+    print_tests(console, result.run)
 
     for note in demo_config().notes:
         console.print(f"[dim]note:[/] {note}", highlight=False)

@@ -8,7 +8,8 @@
 Names: visual "ststnet", "offapexnet", "rcna", "featref" (input (N, 3, 28, 28) flow
 image); EEG "eeg_tcn" ((N, T windows, channels x 5 bands)) and "eegnet" ((N, 1,
 channels, samples)); physiology "physio_mlp" ((N, features)); classical "svm",
-"logreg" (any (N, ...) table); fusion "early_fusion", "cross_attention" (dict of
+"logreg" (any (N, ...) table); chance references "majority" and "stratified" (ignore
+their input; every benchmark table carries them); fusion "early_fusion", "cross_attention" (dict of
 modalities), "late_fusion", "stacking" (per-modality member models).
 
 `model_spec(name)` tells the training engine how to build a model from the input's
@@ -25,7 +26,13 @@ from math import prod
 from typing import Any
 
 from mmhe.errors import ConfigError
-from mmhe.models.classical import LogisticRegressionClassifier, SklearnModel, SVMClassifier
+from mmhe.models.classical import (
+    LogisticRegressionClassifier,
+    MajorityBaseline,
+    SklearnModel,
+    StratifiedBaseline,
+    SVMClassifier,
+)
 from mmhe.models.eeg import EEGTCN, EEGNet
 from mmhe.models.fusion import (
     CrossModalAttentionFusion,
@@ -46,6 +53,7 @@ __all__ = [
     "FeatRef",
     "LateFusion",
     "LogisticRegressionClassifier",
+    "MajorityBaseline",
     "ModelSpec",
     "MultiFoldSTSTNet",
     "OffApexNet",
@@ -54,6 +62,7 @@ __all__ = [
     "SVMClassifier",
     "SklearnModel",
     "StackingFusion",
+    "StratifiedBaseline",
     "TrainingDefaults",
     "build_model",
     "focal_loss",
@@ -83,8 +92,10 @@ class ModelSpec:
     input : "flow_image" (N, 3, 28, 28), "eeg_sequence" (N, T, F), "eeg_raw"
         (N, 1, C, S), "features" (N, F), "table" (N, ...), "multimodal" (dict).
     norm_axis : axis with its own z-score (None: the model scales its own input).
+    paper : the source the model implements (paper or library).
     example_shape : a per-sample input shape for a quick forward pass (dict for
         multimodal models).
+    `modalities` (derived from ``input``) are the store modalities the model can take.
     """
 
     name: str
@@ -95,6 +106,14 @@ class ModelSpec:
     paper: str
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     example_shape: Any = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Store modalities this model takes: ("face",), ("eeg",), ("physio",), all three
+        for tables and fusion, () for the chance baselines (they ignore their input)."""
+        if self.name in CHANCE_BASELINES:
+            return ()
+        return INPUT_MODALITIES.get(self.input, ("face", "eeg", "physio"))
 
     def shape_kwargs(self, shape: Any) -> dict[str, Any]:
         """Constructor arguments implied by the input: an array shape (N, ...) or, for
@@ -113,6 +132,27 @@ class ModelSpec:
             return {"input_shapes": {m: tuple(s[1:]) for m, s in shape.items()}}
         return {}
 
+
+INPUT_MODALITIES: dict[str, tuple[str, ...]] = {
+    "flow_image": ("face",),
+    "eeg_sequence": ("eeg",),
+    "eeg_raw": ("eeg",),
+    "features": ("physio",),
+    "table": ("face", "eeg", "physio"),
+    "multimodal": ("face", "eeg", "physio"),
+}
+"""Input layout -> the store modalities that can feed it (``eeg_raw``: raw EEG windows,
+``eeg_sequence``: band-power windows; both come from the store's EEG)."""
+INPUT_DESCRIPTIONS: dict[str, str] = {
+    "flow_image": "optical-flow image (N, 3, 28, 28)",
+    "eeg_sequence": "EEG band-power windows (N, T, channels x bands)",
+    "eeg_raw": "raw EEG windows at 128 Hz (N, 1, channels, samples)",
+    "features": "feature vector (N, F)",
+    "table": "any table (N, ...), flattened",
+    "multimodal": "dict {modality: array}",
+}
+CHANCE_BASELINES: tuple[str, ...] = ("majority", "stratified")
+"""Registry names of the chance references added to every benchmark table."""
 
 _FLOW = (3, 28, 28)
 _SPECS: dict[str, ModelSpec] = {
@@ -199,6 +239,24 @@ _SPECS: dict[str, ModelSpec] = {
             None,
             "scikit-learn LogisticRegression",
             example_shape=(32,),
+        ),
+        ModelSpec(
+            "majority",
+            MajorityBaseline,
+            "sklearn",
+            "table",
+            None,
+            "scikit-learn DummyClassifier(strategy='most_frequent')",
+            example_shape=(1,),
+        ),
+        ModelSpec(
+            "stratified",
+            StratifiedBaseline,
+            "sklearn",
+            "table",
+            None,
+            "scikit-learn DummyClassifier(strategy='stratified')",
+            example_shape=(1,),
         ),
         ModelSpec(
             "early_fusion",

@@ -13,8 +13,13 @@ Store layout::
 
 Participants run in parallel through Dask: a local cluster by default, or an existing
 scheduler (``scheduler="tcp://host:8786"``); ``scheduler="sync"`` runs in this process.
-A participant folder that exists is complete (it was renamed into place at the end), so a
-re-run skips it and finishes the rest; leftovers of a killed run are removed.
+A participant folder that exists is complete (it was renamed into place at the end).
+Its ``summary.json`` holds its provenance key (`mmhe.store.provenance`: raw file
+hashes, camera listing, coding rows, parameters, ingest code version): a re-run skips a
+participant whose key is unchanged, recomputes one whose inputs changed (the new folder
+replaces the old), and removes the folder of a participant no longer in the raw tree;
+leftovers of a killed run are removed. The manifest records every participant's key and
+the store's ``content_key``, which the feature cache and the benchmark key on.
 """
 
 from __future__ import annotations
@@ -36,12 +41,8 @@ from mmhe.annotations.parsing import subject_key
 from mmhe.parallel import run_tasks
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import Discovery, Layout, ParticipantFiles, discover
-from mmhe.store.participant import (
-    file_digest,
-    folder_digest,
-    inspect_participant,
-    write_participant,
-)
+from mmhe.store.participant import file_digest, inspect_participant, write_participant
+from mmhe.store.provenance import content_key, input_fingerprints, participant_key
 from mmhe.store.redact import Redactor, name_redactor
 
 
@@ -61,10 +62,23 @@ def _ingest_one(
     root: Path,
     redact: Redactor,
 ) -> dict[str, Any]:
-    """Inspect and write one participant; runs on a Dask worker. Returns its summary."""
+    """Inspect and write one participant (unless its provenance key is unchanged); runs
+    on a Dask worker. Returns its summary."""
+    from mmhe.store.config import STORE_FORMAT
+
     final = version_dir / "participants" / subject_id
-    if final.exists():
-        return json.loads((final / "summary.json").read_text())
+    previous = None
+    if (final / "summary.json").is_file():
+        previous = json.loads((final / "summary.json").read_text())
+    inputs = input_fingerprints(
+        files.inputs(),
+        files.camera,
+        lambda p: redact(_relative(p, root)),
+        None if previous is None else previous.get("inputs"),
+    )
+    key = participant_key(subject_id, inputs, rows, config.model_dump(), STORE_FORMAT)
+    if previous is not None and previous.get("input_key") == key:
+        return previous
     started = time.perf_counter()
     found = inspect_participant(files, subject_id, rows, config)
     found.findings = [
@@ -78,21 +92,9 @@ def _ingest_one(
     tmp = version_dir / "participants" / f".tmp-{subject_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     counts = write_participant(found, tmp, config)
-    inputs = [
-        {"path": redact(_relative(p, root)), "bytes": p.stat().st_size, "blake2b": file_digest(p)}
-        for p in files.inputs()
-    ]
-    if files.camera is not None:
-        size, digest = folder_digest(files.camera)
-        inputs.append(
-            {
-                "path": redact(_relative(files.camera, root)),
-                "bytes": size,
-                "listing_blake2b": digest,
-            }
-        )
     summary = {
         "subject_id": subject_id,
+        "input_key": key,
         "status": "error" if found.has_errors else "ok",
         "modalities": [
             m
@@ -112,7 +114,13 @@ def _ingest_one(
         "warnings": sum(f.severity == "warning" for f in found.findings),
     }
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, final)
+    if final.exists():  # inputs changed: the new folder replaces the old one
+        stale = final.with_name(f".old-{subject_id}-{os.getpid()}")
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     return summary
 
 
@@ -151,6 +159,12 @@ def ingest(
     (version_dir / "participants").mkdir(parents=True, exist_ok=True)
     for leftover in (version_dir / "participants").glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in (version_dir / "participants").glob(".old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    current = set(sid_of.values())
+    for folder in (version_dir / "participants").iterdir():
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name not in current:
+            shutil.rmtree(folder)  # no longer in the raw tree: derived data, removed
     table = coding_rows(coding)
     orphans = orphan_rows(table, sid_of.values())
     tasks = []
@@ -178,9 +192,19 @@ def ingest(
             "bytes": found.coding_file.stat().st_size,
             "blake2b": file_digest(found.coding_file),
         },
+        "content_key": content_key({s["subject_id"]: s["input_key"] for s in summaries}),
         "participants": {
             s["subject_id"]: {
-                k: s[k] for k in ("status", "modalities", "counts", "inputs", "errors", "warnings")
+                k: s[k]
+                for k in (
+                    "input_key",
+                    "status",
+                    "modalities",
+                    "counts",
+                    "inputs",
+                    "errors",
+                    "warnings",
+                )
             }
             for s in summaries
         },

@@ -1,0 +1,211 @@
+"""The leakage audit, measured from what each stage actually saw.
+
+Three kinds of evidence, each computed, none asserted:
+
+1. The split (`mmhe.evaluation.splits.audit_split`): train and test sample sets, and
+   the units a protocol keeps apart (participants, trials, stimulus clips), are disjoint.
+2. Every fitted piece of a fold (`audit_fits`): the training engine records, for each
+   z-score scaler (whose mean also imputes missing values), each model's own scaler, the
+   model fit, the early-stopping validation set and the stacking meta-learner, the
+   sample indices it was fitted on and the statistics it ended with. The audit checks
+   that those rows are training rows of the fold, share no participant (or trial, or
+   clip) with the test rows, that validation participants are apart from the fitted
+   ones, and recomputes each scaler's mean from the recorded rows of the input: a scaler
+   fitted on other rows than it reports (e.g. on train + test) no longer matches.
+3. The content (`near_duplicates`): samples of two different participants that are
+   near-identical (normalised RMS distance below ``tol`` after a per-feature z-score) point
+   to one person under two IDs, or one recording ingested twice.
+
+What no audit can see: hyper-parameters (epochs, learning rate, features) chosen by
+looking at test results. Fix them before the run, or choose them on a nested split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mmhe.evaluation.splits import Fold
+
+MEAN_RTOL = 1e-5
+"""A recomputed scaler mean must agree with the recorded one to this share of the data's
+SD (float32 inputs, float64 sums: observed differences are ~1e-9)."""
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """BLAKE2b of a sorted int64 row set (16 hex digits): the same set, the same digest."""
+    data = np.sort(np.asarray(rows, dtype=np.int64))
+    return hashlib.blake2b(data.tobytes(), digest_size=8).hexdigest()
+
+
+def _recomputed_mean(x: np.ndarray, axis: Any) -> np.ndarray:
+    x = np.asarray(x)
+    if axis == "flat":
+        flat = np.nan_to_num(x.astype(np.float64)).reshape(len(x), -1)
+        return flat.mean(axis=0)
+    axis = int(axis) % x.ndim
+    others = tuple(a for a in range(x.ndim) if a != axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice -> NaN -> 0
+        mean = np.nanmean(x, axis=others, dtype=np.float64)
+    return np.nan_to_num(mean).reshape(-1)
+
+
+def audit_fits(
+    fold: Fold,
+    fits: Sequence[Mapping[str, Any]],
+    X: np.ndarray | Mapping[str, np.ndarray] | None,
+    groups: np.ndarray,
+    units: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Check the fit records of one fold (rows are sample indices into X, -1 = unknown).
+
+    units : {name: (N,) labels} the protocol keeps apart (default: participants =
+        ``groups``); a fitted row sharing any of them with the test rows is a leak.
+    Returns {"passed", "failures": [one line each], "fits": [per record: what,
+    modality, n_rows, rows_blake2b, rows_outside_training, test_rows_used,
+    shared_units, mean_matches_rows]}.
+    """
+    groups = np.asarray(groups)
+    units = dict(units) if units is not None else {"participants": groups}
+    train, test = np.asarray(fold.train_idx), np.asarray(fold.test_idx)
+    test_units = {name: set(np.asarray(labels)[test].tolist()) for name, labels in units.items()}
+    fitted_people: set = set()
+    records, failures = [], []
+    for fit in fits:
+        rows = np.asarray(fit["rows"], dtype=np.int64)
+        what = fit["what"] + (f" [{fit['modality']}]" if fit.get("modality") else "")
+        valid = rows[(rows >= 0) & (rows < groups.size)]
+        outside = int(rows.size - np.isin(rows, train).sum())
+        in_test = int(np.isin(valid, test).sum())
+        shared = {
+            name: sorted(test_units[name] & set(np.asarray(labels)[valid].tolist()))
+            for name, labels in units.items()
+        }
+        shared = {name: values for name, values in shared.items() if values}
+        record: dict[str, Any] = {
+            "what": what,
+            "n_rows": int(rows.size),
+            "rows_blake2b": rows_digest(rows),
+            "rows_outside_training": outside,
+            "test_rows_used": in_test,
+            "shared_units": {k: [str(v) for v in vals[:10]] for k, vals in shared.items()},
+        }
+        if outside or in_test or shared:
+            failures.append(
+                f"fold {fold.index}: {what} was fitted on {outside} rows outside the training "
+                f"set ({in_test} test rows; shared {', '.join(shared) or 'nothing else'})"
+            )
+        if fit.get("mean") is not None and X is not None and valid.size:
+            source = X[fit["modality"]] if isinstance(X, Mapping) else X
+            x = np.asarray(source)[valid]
+            expected = _recomputed_mean(x, fit.get("axis", -1))
+            recorded = np.asarray(fit["mean"], dtype=np.float64).reshape(-1)
+            scale = float(np.nanstd(np.nan_to_num(x.astype(np.float64)))) or 1.0
+            same_shape = expected.shape == recorded.shape
+            gap = float(np.max(np.abs(expected - recorded))) if same_shape else np.inf
+            record["mean_matches_rows"] = bool(gap <= MEAN_RTOL * scale)
+            record["mean_gap_in_sd"] = gap / scale
+            if not record["mean_matches_rows"]:
+                failures.append(
+                    f"fold {fold.index}: {what} statistics differ from those of its recorded "
+                    f"training rows by {gap / scale:.2e} SD: it was fitted on other data "
+                    "(e.g. training + test)"
+                )
+        if fit["what"] == "model" and not fit.get("modality"):
+            fitted_people |= set(groups[valid].tolist())
+        if fit["what"].startswith("early stopping"):
+            overlap = fitted_people & set(groups[valid].tolist())
+            record["validation_participants_also_fitted"] = len(overlap)
+            if overlap:
+                failures.append(
+                    f"fold {fold.index}: early-stopping participants {sorted(overlap)[:5]} "
+                    "were also trained on"
+                )
+        records.append(record)
+    return {"passed": not failures, "failures": failures, "fits": records}
+
+
+def near_duplicates(
+    X: np.ndarray,
+    groups: np.ndarray,
+    *,
+    tol: float = 0.02,
+    dims: int = 256,
+    seed: int = 0,
+    chunk: int = 2048,
+) -> list[dict[str, Any]]:
+    """Pairs of participants with near-identical samples (one person under two IDs?).
+
+    X : (N, ...) one input (rows all NaN = missing, skipped); groups : (N,) participants.
+    Each feature is z-scored over all samples (constant ones dropped, NaN -> 0), rows
+    wider than ``dims`` are projected on ``dims`` seeded Gaussian directions (distances
+    kept in expectation, Johnson-Lindenstrauss), and two samples of different
+    participants closer than ``tol`` in RMS distance per feature (in feature SDs) count
+    as near-identical. Samples of distinct people lie about 1 SD apart; a copy at 0.
+    Works in row chunks (memory ~ chunk x features). Returns one entry per participant
+    pair: participant_a, participant_b, n_pairs, min_distance, examples (sample indices).
+    """
+    groups = np.asarray(groups)
+    X = np.asarray(X)
+    flat = X.reshape(len(groups), -1)
+    width = flat.shape[1]
+    present = np.zeros(len(groups), dtype=bool)
+    total, squares, count = np.zeros(width), np.zeros(width), np.zeros(width)
+    for start in range(0, len(flat), chunk):
+        block = flat[start : start + chunk].astype(np.float64)
+        finite = np.isfinite(block)
+        present[start : start + chunk] = finite.any(axis=1)
+        block = np.where(finite, block, 0.0)
+        total += block.sum(axis=0)
+        squares += (block**2).sum(axis=0)
+        count += finite.sum(axis=0)
+    index = np.flatnonzero(present)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        sd = np.sqrt(np.clip(squares / count - mean**2, 0.0, None))
+    keep = np.isfinite(sd) & (sd > 1e-9 * (np.abs(mean) + 1e-30))
+    if index.size < 2 or not keep.any():
+        return []
+    used = int(keep.sum())
+    projection = None
+    if used > dims:
+        rng = np.random.default_rng(seed)
+        projection = (rng.standard_normal((used, dims)) / np.sqrt(dims)).astype(np.float64)
+    rows = []
+    for start in range(0, index.size, chunk):
+        block = flat[index[start : start + chunk]][:, keep].astype(np.float64)
+        z = np.nan_to_num((block - mean[keep]) / sd[keep])
+        rows.append((z @ projection if projection is not None else z) / np.sqrt(used))
+    z = np.concatenate(rows)
+    squared = (z**2).sum(axis=1)
+    g = groups[index]
+    found: dict[tuple, dict[str, Any]] = {}
+    for start in range(0, len(z), chunk):
+        block = z[start : start + chunk]
+        d2 = squared[start : start + chunk, None] + squared[None, :] - 2 * block @ z.T
+        close = (d2 <= tol**2) & (g[start : start + chunk, None] != g[None, :])
+        for i, j in zip(*np.nonzero(close), strict=True):
+            a, b = index[start + i], index[j]
+            if a >= b:
+                continue
+            key = tuple(sorted((str(groups[a]), str(groups[b]))))
+            entry = found.setdefault(
+                key,
+                {
+                    "participant_a": key[0],
+                    "participant_b": key[1],
+                    "n_pairs": 0,
+                    "min_distance": np.inf,
+                    "examples": [],
+                },
+            )
+            entry["n_pairs"] += 1
+            entry["min_distance"] = min(entry["min_distance"], float(np.sqrt(max(d2[i, j], 0))))
+            if len(entry["examples"]) < 5:
+                entry["examples"].append([int(a), int(b)])
+    return sorted(found.values(), key=lambda e: -e["n_pairs"])
