@@ -209,3 +209,136 @@ def near_duplicates(
             if len(entry["examples"]) < 5:
                 entry["examples"].append([int(a), int(b)])
     return sorted(found.values(), key=lambda e: -e["n_pairs"])
+
+
+# ------------------------------------------------------------ run-level entries
+
+
+def duplicate_checks(tasks: dict[tuple, Any]) -> tuple[list[dict], set[tuple]]:
+    """Audit entries: near-duplicate samples across participants, per task and input.
+
+    tasks : {(task, samples): `mmhe.evaluation.datasets.TaskData`}. Returns (entries,
+    the (task, samples) keys that failed)."""
+    checks, failed = [], set()
+    for (task, samples), data in tasks.items():
+        for name, X in data.X.items():
+            pairs = near_duplicates(X, data.groups)
+            if pairs:
+                failed.add((task, samples))
+            detail = (
+                "; ".join(
+                    f"{p['participant_a']} and {p['participant_b']} share {p['n_pairs']} "
+                    f"near-identical samples (distance {p['min_distance']:.1e} SD)"
+                    for p in pairs[:5]
+                )
+                + " -- the same person under two IDs, or one recording ingested twice?"
+                if pairs
+                else f"{len(data.y)} samples of {np.unique(data.groups).size} participants: "
+                "no two participants share a sample closer than 0.02 SD (RMS per feature)"
+            )
+            checks.append(
+                {
+                    "check": f"{task}/{samples}: no near-identical {name} samples across "
+                    "participants",
+                    "passed": not pairs,
+                    "detail": detail,
+                }
+            )
+    return checks, failed
+
+
+def combination_checks(
+    label: str,
+    outcomes: list[dict],
+    infos: list[list[dict]],
+    data: Any,
+    complete: bool,
+    tested_once: bool,
+) -> list[dict]:
+    """Audit entries of one combination (all its seeds), each computed from the fold
+    records the runner saved (split audit, fit audit, epochs)."""
+    spec = outcomes[0]["spec"]
+    records = [i for per_seed in infos for i in per_seed]
+    unit = {
+        "loso": "participants",
+        "group_kfold": "participants",
+        "trial_kfold": "trials",
+        "leave_stimulus_out": "trials and stimulus clips",
+        "subject_stimulus_kfold": "participants and stimulus clips",
+    }[spec.protocol]
+    split_ok = all(bool(r["audit"].get("passed", False)) for r in records)
+    fits = [r.get("fit_audit", {}) for r in records]
+    failures = [f for fa in fits for f in fa.get("failures", [])]
+    n_fits = sum(len(fa.get("fits", [])) for fa in fits)
+    kinds = sorted({f["what"] for fa in fits for f in fa.get("fits", [])})
+    recomputed = sum(
+        1 for fa in fits for f in fa.get("fits", []) if f.get("mean_matches_rows") is not None
+    )
+    checks = [
+        {
+            "check": f"{label}: train and test {unit} disjoint in every fold",
+            "passed": split_ok,
+            "detail": f"{len(records)} folds over {len(outcomes)} seeds, from their index sets",
+        },
+        {
+            "check": f"{label}: every fitted piece used training rows only",
+            "passed": not failures and len(records) > 0,
+            "detail": (
+                "; ".join(failures[:5])
+                if failures
+                else f"{n_fits} fits checked ({', '.join(kinds)}): rows recorded by the "
+                f"engine are training rows sharing no {unit.split(' and ')[0]} with the test "
+                f"rows; {recomputed} scaler statistics recomputed from those rows and equal"
+            ),
+        },
+    ]
+    fixed = [
+        r
+        for r in records
+        if r.get("epochs_set") is not None and r.get("epochs_trained") is not None
+    ]
+    short = [r for r in fixed if int(r["epochs_trained"]) != int(r["epochs_set"])]
+    if spec.early_stopping:
+        validation = [
+            f for fa in fits for f in fa.get("fits", []) if f["what"].startswith("early stopping")
+        ]
+        ok = bool(validation) and all(
+            not f["test_rows_used"]
+            and not f["rows_outside_training"]
+            and not f["shared_units"]
+            and not f.get("validation_participants_also_fitted")
+            for f in validation
+        )
+        detail = (
+            f"early stopping on inner validation participants in {len(validation)} folds: "
+            "none of their rows is a test row or shares a test unit, none was also fitted"
+        )
+    else:
+        ok = not short
+        detail = (
+            f"fixed epochs: all {len(fixed)} trained folds ran the set number of epochs"
+            if fixed
+            else "no epoch-based training (fitted once per fold)"
+        )
+        if short:
+            detail = f"{len(short)} folds stopped before the set number of epochs"
+    checks.append(
+        {"check": f"{label}: no model selection on test data", "passed": ok, "detail": detail}
+    )
+    checks.append(
+        {
+            "check": f"{label}: tested on every sample of the task once per seed",
+            "passed": tested_once,
+            "detail": f"{len(data.sample_ids)} samples x {len(outcomes)} seeds",
+        }
+    )
+    n_folds = len(outcomes[0]["folds"])
+    checks.append(
+        {
+            "check": f"{label}: all {n_folds} folds finished for every seed",
+            "passed": complete,
+            "detail": f"{sum(len(o['finished']) for o in outcomes)} of "
+            f"{sum(len(o['folds']) for o in outcomes)} fold runs",
+        }
+    )
+    return checks

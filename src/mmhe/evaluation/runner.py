@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,9 +51,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from mmhe import __version__
 from mmhe.errors import ConfigError, InputFileError, MMHEError
-from mmhe.evaluation.audit import near_duplicates
 from mmhe.evaluation.datasets import TaskData, load_task, with_shuffled_labels
-from mmhe.evaluation.intervals import METHOD as INTERVAL_METHOD
 from mmhe.evaluation.metrics import pooled_scores
 from mmhe.evaluation.provenance import (
     array_digest,
@@ -65,15 +60,7 @@ from mmhe.evaluation.provenance import (
     fold_parts,
     text_digest,
 )
-from mmhe.evaluation.results import (
-    markdown_table,
-    paired_permutation_tests,
-    paper_table,
-    participant_table,
-    pvalue_matrix,
-    seed_table,
-    summarise_combination,
-)
+from mmhe.evaluation.run_folder import write_results
 from mmhe.evaluation.splits import (
     Fold,
     audit_split,
@@ -86,21 +73,6 @@ from mmhe.evaluation.splits import (
 from mmhe.features.batch import FeatureConfig
 from mmhe.parallel import dask_client
 
-PACKAGES = (
-    "mmhe",
-    "numpy",
-    "scipy",
-    "pandas",
-    "torch",
-    "scikit-learn",
-    "mne",
-    "neurokit2",
-    "opencv-contrib-python-headless",
-    "dask",
-    "distributed",
-    "zarr",
-    "pyarrow",
-)
 PROTOCOLS = ("loso", "group_kfold", "trial_kfold", "leave_stimulus_out", "subject_stimulus_kfold")
 MODALITIES = ("face", "eeg", "physio")
 
@@ -292,16 +264,6 @@ def _inputs(spec: RunSpec, data: TaskData) -> Any:
     if model_spec(spec.model).input == "multimodal":
         return {m: data.X[name] for m, name in names.items()}
     return data.X[next(iter(names.values()))]
-
-
-def environment() -> dict[str, Any]:
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = "not installed"
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
 
 
 def _labels_digest(data: TaskData) -> str:
@@ -544,269 +506,3 @@ def run_benchmark(
 def inputs_for(specs: list[RunSpec], key: tuple[str, str]) -> list[str]:
     """Every input any run of one (task, samples) reads."""
     return sorted({n for s in specs if (s.task, s.samples) == key for n in s.inputs().values()})
-
-
-def _duplicate_checks(tasks: dict[tuple, TaskData]) -> tuple[list[dict], set[tuple]]:
-    """Near-duplicate samples across participants, per task and input."""
-    checks, failed = [], set()
-    for (task, samples), data in tasks.items():
-        for name, X in data.X.items():
-            pairs = near_duplicates(X, data.groups)
-            if pairs:
-                failed.add((task, samples))
-            detail = (
-                "; ".join(
-                    f"{p['participant_a']} and {p['participant_b']} share {p['n_pairs']} "
-                    f"near-identical samples (distance {p['min_distance']:.1e} SD)"
-                    for p in pairs[:5]
-                )
-                + " -- the same person under two IDs, or one recording ingested twice?"
-                if pairs
-                else f"{len(data.y)} samples of {np.unique(data.groups).size} participants: "
-                "no two participants share a sample closer than 0.02 SD (RMS per feature)"
-            )
-            checks.append(
-                {
-                    "check": f"{task}/{samples}: no near-identical {name} samples across "
-                    "participants",
-                    "passed": not pairs,
-                    "detail": detail,
-                }
-            )
-    return checks, failed
-
-
-def _combination_checks(
-    label: str,
-    outcomes: list[dict],
-    infos: list[list[dict]],
-    data: TaskData,
-    complete: bool,
-    tested_once: bool,
-) -> list[dict]:
-    """Audit entries of one combination (all its seeds), each computed from fold records."""
-    spec: RunSpec = outcomes[0]["spec"]
-    records = [i for per_seed in infos for i in per_seed]
-    unit = {
-        "loso": "participants",
-        "group_kfold": "participants",
-        "trial_kfold": "trials",
-        "leave_stimulus_out": "trials and stimulus clips",
-        "subject_stimulus_kfold": "participants and stimulus clips",
-    }[spec.protocol]
-    split_ok = all(bool(r["audit"].get("passed", False)) for r in records)
-    fits = [r.get("fit_audit", {}) for r in records]
-    failures = [f for fa in fits for f in fa.get("failures", [])]
-    n_fits = sum(len(fa.get("fits", [])) for fa in fits)
-    kinds = sorted({f["what"] for fa in fits for f in fa.get("fits", [])})
-    recomputed = sum(
-        1 for fa in fits for f in fa.get("fits", []) if f.get("mean_matches_rows") is not None
-    )
-    checks = [
-        {
-            "check": f"{label}: train and test {unit} disjoint in every fold",
-            "passed": split_ok,
-            "detail": f"{len(records)} folds over {len(outcomes)} seeds, from their index sets",
-        },
-        {
-            "check": f"{label}: every fitted piece used training rows only",
-            "passed": not failures and len(records) > 0,
-            "detail": (
-                "; ".join(failures[:5])
-                if failures
-                else f"{n_fits} fits checked ({', '.join(kinds)}): rows recorded by the "
-                f"engine are training rows sharing no {unit.split(' and ')[0]} with the test "
-                f"rows; {recomputed} scaler statistics recomputed from those rows and equal"
-            ),
-        },
-    ]
-    fixed = [
-        r
-        for r in records
-        if r.get("epochs_set") is not None and r.get("epochs_trained") is not None
-    ]
-    short = [r for r in fixed if int(r["epochs_trained"]) != int(r["epochs_set"])]
-    if spec.early_stopping:
-        validation = [
-            f for fa in fits for f in fa.get("fits", []) if f["what"].startswith("early stopping")
-        ]
-        ok = bool(validation) and all(
-            not f["test_rows_used"]
-            and not f["rows_outside_training"]
-            and not f["shared_units"]
-            and not f.get("validation_participants_also_fitted")
-            for f in validation
-        )
-        detail = (
-            f"early stopping on inner validation participants in {len(validation)} folds: "
-            "none of their rows is a test row or shares a test unit, none was also fitted"
-        )
-    else:
-        ok = not short
-        detail = (
-            f"fixed epochs: all {len(fixed)} trained folds ran the set number of epochs"
-            if fixed
-            else "no epoch-based training (fitted once per fold)"
-        )
-        if short:
-            detail = f"{len(short)} folds stopped before the set number of epochs"
-    checks.append(
-        {"check": f"{label}: no model selection on test data", "passed": ok, "detail": detail}
-    )
-    checks.append(
-        {
-            "check": f"{label}: tested on every sample of the task once per seed",
-            "passed": tested_once,
-            "detail": f"{len(data.sample_ids)} samples x {len(outcomes)} seeds",
-        }
-    )
-    n_folds = len(outcomes[0]["folds"])
-    checks.append(
-        {
-            "check": f"{label}: all {n_folds} folds finished for every seed",
-            "passed": complete,
-            "detail": f"{sum(len(o['finished']) for o in outcomes)} of "
-            f"{sum(len(o['folds']) for o in outcomes)} fold runs",
-        }
-    )
-    return checks
-
-
-def write_results(
-    run_dir: Path,
-    config: BenchmarkConfig,
-    provenance: dict[str, Any],
-    outcomes: list[dict[str, Any]],
-    tasks: dict[tuple, TaskData],
-    config_hash: str,
-) -> pd.DataFrame:
-    """Write every table of the run folder (module docstring); returns ``results``."""
-    by_combo: dict[str, list[dict]] = {}
-    for outcome in outcomes:
-        spec: RunSpec = outcome["spec"]
-        combo = json.dumps(spec.model_copy(update={"seed": 0}).model_dump(mode="json"))
-        by_combo.setdefault(combo, []).append(outcome)
-    predictions, fold_rows, results = [], [], []
-    checks, duplicate_failed = _duplicate_checks(tasks)
-    for group in by_combo.values():
-        spec = group[0]["spec"]
-        data = tasks[(spec.task, spec.samples)]
-        infos, parts = [], []
-        tested_once, complete = True, True
-        for outcome in group:
-            seed_parts = [pd.read_parquet(p) for p in outcome["finished"]]
-            seed_infos = [
-                json.loads(p.with_suffix(".json").read_text()) for p in outcome["finished"]
-            ]
-            infos.append(seed_infos)
-            fold_rows += [
-                {k: v for k, v in i.items() if k not in ("audit", "fit_audit", "provenance")}
-                for i in seed_infos
-            ]
-            done = len(seed_parts) == len(outcome["folds"])
-            complete &= done
-            if seed_parts:
-                pred = pd.concat(seed_parts, ignore_index=True)
-                parts.append(pred)
-                tested_once &= done and sorted(pred["sample"]) == sorted(data.sample_ids)
-            else:
-                tested_once = False
-        label = spec.label()
-        combo_checks = _combination_checks(label, group, infos, data, complete, tested_once)
-        checks += combo_checks
-        if not parts:
-            continue
-        pred = pd.concat(parts, ignore_index=True)
-        predictions.append(pred)
-        audit_ok = all(c["passed"] for c in combo_checks) and (
-            (spec.task, spec.samples) not in duplicate_failed
-        )
-        results.append(
-            {
-                "model": spec.model,
-                "task": spec.task,
-                "modalities": spec.modality_label(),
-                "protocol": spec.protocol,
-                "samples": spec.samples,
-                "control": spec.control,
-                "complete": complete,
-                "audit_passed": audit_ok,
-                "epochs": spec.epochs,
-                "config_hash": config_hash,
-                **summarise_combination(pred, data.class_names, impute=config.impute),
-            }
-        )
-    results_frame = pd.DataFrame(results)
-    all_predictions = pd.concat(predictions, ignore_index=True)
-    all_predictions.to_parquet(run_dir / "predictions.parquet", index=False)
-    pd.DataFrame(fold_rows).to_parquet(run_dir / "folds.parquet", index=False)
-    classes = {key: d.class_names for key, d in tasks.items()}
-    by_task = list(all_predictions.groupby(["task", "samples"], sort=False))
-    seeds = pd.concat(
-        [seed_table(g, len(classes[key]), config.impute) for key, g in by_task],
-        ignore_index=True,
-    )
-    people = pd.concat(
-        [participant_table(g, len(classes[key]), config.impute) for key, g in by_task],
-        ignore_index=True,
-    )
-    seeds.round(4).to_csv(run_dir / "seeds.csv", index=False)
-    people.round(4).to_csv(run_dir / "participants.csv", index=False)
-    tests = paired_permutation_tests(
-        all_predictions, classes, impute=config.impute, n_perm=config.n_perm
-    )
-    tests.to_csv(run_dir / "pairwise.csv", index=False)
-    for metric in ("uf1", "uar"):
-        pvalue_matrix(tests, metric).round(4).to_csv(run_dir / f"pvalues_{metric}.csv")
-    (run_dir / "audit.json").write_text(
-        json.dumps(
-            {
-                "passed": all(c["passed"] for c in checks),
-                "not_checked": "hyper-parameters chosen by looking at test results (no audit "
-                "can see them: fix them before the run or choose them on a nested split)",
-                "checks": checks,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "title": config.title,
-                **provenance,
-                "config_hash": config_hash,
-                "config": config.model_dump(mode="json"),
-                "classes": {task: names for (task, _), names in classes.items()},
-                "interval": f"95 % {INTERVAL_METHOD}",
-                "notes": config.notes,
-            },
-            indent=2,
-        )
-    )
-    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2))
-    results_frame.round(4).to_csv(run_dir / "results.csv", index=False)
-    (run_dir / "results.md").write_text(results_markdown(config, results_frame, tests))
-    return results_frame
-
-
-def results_markdown(config: BenchmarkConfig, results: pd.DataFrame, tests: pd.DataFrame) -> str:
-    """The run's Markdown summary: the paper table and the UF1 p-value matrix."""
-    seeds = f"{config.seeds} seeds (mean ±SD over seeds)" if config.seeds > 1 else "one seed"
-    text = (
-        f"# {config.title}\n\nPooled over all folds (MEGC convention), {seeds}; 95 % CIs: "
-        f"{INTERVAL_METHOD}; per-participant scores are mean ± SD over participants. "
-        "Samples without input are "
-        + ("scored with the training class frequencies" if config.impute else "counted apart")
-        + ".\n\n"
-        + markdown_table(paper_table(results))
-        + "\n"
-    )
-    matrix = pvalue_matrix(tests, "uf1")
-    if not matrix.empty:
-        text += (
-            "\nPaired permutation tests over participants (UF1, Holm-adjusted p-values):\n\n"
-            + markdown_table(matrix.reset_index().drop(columns=["samples"]))
-            + "\n"
-        )
-    return text
