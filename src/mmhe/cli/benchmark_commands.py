@@ -19,6 +19,26 @@ PROTOCOL_HELP = (
 )
 
 
+def print_results(console: Any, results: Any, title: str) -> None:
+    """The paper table for a terminal: columns that hold one value for every row (task,
+    protocol, seeds) go to the title; 'complete' and 'audit' become one status column."""
+    from mmhe.evaluation.results import paper_table
+
+    table = paper_table(results)
+    constant = [c for c in ("task", "protocol", "seeds") if c in table and table[c].nunique() == 1]
+    if constant:
+        title += " (" + ", ".join(f"{c} {table[c].iloc[0]}" for c in constant) + ")"
+    audits = table["audit"] if "audit" in table else ["passed"] * len(table)
+    status = [
+        "AUDIT FAILED" if audit == "FAILED" else "ok" if done == "yes" else "INCOMPLETE"
+        for done, audit in zip(table["complete"], audits, strict=True)
+    ]
+    table = table.drop(columns=[*constant, "complete", "audit"], errors="ignore")
+    table["status"] = status
+    table.columns = [c.replace("per-participant", "per person") for c in table.columns]
+    print_frame(console, table, title)
+
+
 def print_tests(console: Any, run_dir: Path) -> None:
     """Print the run's UF1 p-value matrix (paired permutation tests, Holm-adjusted)."""
     import pandas as pd
@@ -26,9 +46,17 @@ def print_tests(console: Any, run_dir: Path) -> None:
     from mmhe.evaluation.results import pvalue_matrix
 
     matrix = pvalue_matrix(pd.read_csv(run_dir / "pairwise.csv"), "uf1")
-    if not matrix.empty:
-        shown = matrix.reset_index().drop(columns=["samples", "control"]).fillna("")
-        print_frame(console, shown, "Paired permutation tests, UF1 (Holm-adjusted p)")
+    if matrix.empty:
+        return
+    shown = matrix.reset_index().drop(columns=["samples", "control"])
+    title = "Paired permutation tests over participants, UF1 (Holm-adjusted p)"
+    constant = [c for c in ("task", "protocol") if shown[c].nunique() == 1]
+    if constant:
+        title += " (" + ", ".join(f"{c} {shown[c].iloc[0]}" for c in constant) + ")"
+    shown = shown.drop(columns=constant)
+    models = [c for c in shown.columns if c not in ("task", "protocol", "model")]
+    shown[models] = shown[models].map(lambda p: "" if pd.isna(p) else f"{p:.3f}")
+    print_frame(console, shown, title)
 
 
 def _overrides(**given: Any) -> dict[str, Any]:
@@ -89,7 +117,6 @@ def benchmark_command(
     --early-stopping, --seed, --k, --control; --seeds, --impute, --baselines) override
     the file's runs and settings.
     """
-    from mmhe.evaluation.results import paper_table
     from mmhe.evaluation.runner import BenchmarkConfig, run_benchmark
 
     if control is not None and control not in ("none", "shuffled"):
@@ -147,7 +174,7 @@ def benchmark_command(
                 description=f"{r['model']} {r['modalities']} seed {r['seed']} fold {r['fold']}",
             ),
         )
-    print_frame(console, paper_table(results), bench.title)
+    print_results(console, results, bench.title)
     print_tests(console, out)
     audit_ok = bool(results["audit_passed"].all()) if "audit_passed" in results else False
     console.print(

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mmhe.cli import app
-from mmhe.cli._console import make_console, print_frame
+from mmhe.cli._console import make_console
 
 
 @app.command("demo")
@@ -22,7 +22,6 @@ def demo_command(
 ) -> None:
     """Synthesise -> validate -> ingest -> features -> benchmark -> stats -> report."""
     from mmhe.demo import run_demo
-    from mmhe.evaluation.results import paper_table
 
     console = make_console()
     started = time.perf_counter()
@@ -33,14 +32,11 @@ def demo_command(
         scheduler=None if scheduler == "local" else scheduler,
         say=lambda text: console.print(text, highlight=False),
     )
-    from mmhe.cli.benchmark_commands import print_tests
-    from mmhe.demo import DEMO_SEEDS, demo_config
+    from mmhe.cli.benchmark_commands import print_results, print_tests
+    from mmhe.demo import demo_config
 
-    title = (
-        "Compound emotion (negative / positive / surprise), LOSO, pooled; "
-        f"{DEMO_SEEDS} seeds: mean ±SD [95 % CI]"
-    )
-    print_frame(console, paper_table(result.results), title)
+    title = "Compound emotion (negative / positive / surprise), pooled: mean ±seed SD [95 % CI]"
+    print_results(console, result.results, title)
     print_tests(console, result.run)
 
     for note in demo_config().notes:

@@ -15,7 +15,9 @@ from mmhe.cli._console import make_console
 @app.command("features")
 def features_command(
     store: Path = typer.Argument(..., help="A store written by `mmhe ingest`."),
-    modality: str = typer.Option("all", help="face, eeg, physio or all."),
+    modality: str = typer.Option(
+        "all", help="face, eeg, physio, eeg_raw (raw windows for EEGNet) or all (the first three)."
+    ),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
     scheduler: str | None = typer.Option(
         None, help="Dask scheduler address, or 'sync'; default: a local cluster."
@@ -24,6 +26,7 @@ def features_command(
 ) -> None:
     """Face flow images, EEG band power and physiological features, cached in the store."""
     from mmhe.features.batch import (
+        ALL_MODALITIES,
         MODALITIES,
         FaceFeatureConfig,
         FeatureConfig,
@@ -34,9 +37,9 @@ def features_command(
     from mmhe.store import MMHEStore
 
     modalities = MODALITIES if modality == "all" else tuple(modality.split(","))
-    unknown = set(modalities) - set(MODALITIES)
+    unknown = set(modalities) - set(ALL_MODALITIES)
     if unknown:
-        raise typer.BadParameter(f"unknown modality {sorted(unknown)}; use {MODALITIES}")
+        raise typer.BadParameter(f"unknown modality {sorted(unknown)}; use {ALL_MODALITIES}")
     config = FeatureConfig(face=FaceFeatureConfig(method=flow))
     console = make_console()
     n = len(MMHEStore(store).participant_ids()) * len(modalities)
