@@ -12,7 +12,8 @@ from mmhe.models import CHANCE_BASELINES
 
 def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    args = ["demo", "--out", str(out), "--preset", "tiny", "--scheduler", "sync"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     for stage in ("synth", "validate", "ingest", "features", "benchmark", "stats", "report"):
         assert f"  {stage}: " in result.output
@@ -38,7 +39,7 @@ def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
     }
     # 3 EEG files, 3 participants, 9 feature parts, 6 rows x 3 seeds x 3 folds
     assert len(cached) >= 3 + 3 + 9 + 54
-    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in cached} == cached  # nothing recomputed
     pd.testing.assert_frame_equal(results, pd.read_csv(out / "run" / "results.csv"))

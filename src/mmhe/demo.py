@@ -86,11 +86,16 @@ def run_demo(
     *,
     preset: str = "demo",
     seed: int = 0,
-    scheduler: str | None = "sync",
+    scheduler: str | None = None,
     n_workers: int = 2,
     say: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Run (or resume) the whole demo in `out`; returns its `DemoResult`."""
+    """Run (or resume) the whole demo in `out`; returns its `DemoResult`.
+
+    scheduler : None (default) runs ingest, features and the benchmark's folds on a
+        local Dask cluster of ``n_workers`` single-threaded processes (the demo trains
+        every model with three seeds: the cores pay); "sync" runs in this process.
+    """
     from mmhe.evaluation.runner import run_benchmark
     from mmhe.features.batch import compute_features
     from mmhe.reports.figures import write_stats

@@ -17,7 +17,8 @@ def demo_command(
     preset: str = typer.Option("demo", help="Synthetic preset: tiny or demo."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and of training."),
     scheduler: str | None = typer.Option(
-        "sync", help="'sync' (this process), 'local' (a local Dask cluster) or an address."
+        "local",
+        help="'local' (a local Dask cluster, 2 workers), 'sync' (this process) or an address.",
     ),
 ) -> None:
     """Synthesise -> validate -> ingest -> features -> benchmark -> stats -> report."""
