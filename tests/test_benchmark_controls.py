@@ -113,7 +113,7 @@ def test_stimulus_protocols_hold_clips_out(store_tiny, tmp_path):
         out = tmp_path / protocol
         result = _invoke(
             store_tiny, "--model", "logreg", "--modality", "eeg", "--protocol", protocol,
-            *extra, "--out", out,
+            *extra, "--no-baselines", "--out", out,
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         audit = json.loads((out / "audit.json").read_text())

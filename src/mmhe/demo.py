@@ -24,7 +24,7 @@ PUBLISHED_EPOCHS = {"ststnet": 500}
 DEMO_SEEDS = 3
 
 
-def demo_config() -> BenchmarkConfig:
+def demo_config(seeds: int = DEMO_SEEDS) -> BenchmarkConfig:
     """The demo benchmark: compound task, MEs, LOSO, four baselines plus the chance rows,
     each with `DEMO_SEEDS` seeds."""
     runs = [
@@ -63,7 +63,7 @@ def demo_config() -> BenchmarkConfig:
         defaults={"task": "compound", "samples": "ME", "protocol": "loso", "seed": 0},
         runs=runs,
         features=FeatureConfig(face=FaceFeatureConfig(method="dis")),
-        seeds=DEMO_SEEDS,
+        seeds=seeds,
         notes=notes,
     )
 
@@ -86,6 +86,7 @@ def run_demo(
     *,
     preset: str = "demo",
     seed: int = 0,
+    seeds: int = DEMO_SEEDS,
     scheduler: str | None = None,
     n_workers: int = 2,
     say: Callable[[str], None] = print,
@@ -95,6 +96,7 @@ def run_demo(
     scheduler : None (default) runs ingest, features and the benchmark's folds on a
         local Dask cluster of ``n_workers`` single-threaded processes (the demo trains
         every model with three seeds: the cores pay); "sync" runs in this process.
+    seeds : training seeds per model (the demo's default: `DEMO_SEEDS`).
     """
     from mmhe.evaluation.runner import run_benchmark
     from mmhe.features.batch import compute_features
@@ -132,7 +134,7 @@ def run_demo(
     version = ingest(raw, store_root, scheduler=scheduler, n_workers=n_workers)
     stage("ingest", started)
 
-    config = demo_config()
+    config = demo_config(seeds)
     started = time.perf_counter()
     say("4/7 features (face flow, EEG band power, physiology)")
     compute_features(

@@ -16,6 +16,7 @@ def demo_command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every output."),
     preset: str = typer.Option("demo", help="Synthetic preset: tiny or demo."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and of training."),
+    seeds: int = typer.Option(3, min=1, help="Training seeds per model."),
     scheduler: str | None = typer.Option(
         "local",
         help="'local' (a local Dask cluster, 2 workers), 'sync' (this process) or an address.",
@@ -30,6 +31,7 @@ def demo_command(
         out,
         preset=preset,
         seed=seed,
+        seeds=seeds,
         scheduler=None if scheduler == "local" else scheduler,
         say=lambda text: console.print(text, highlight=False),
     )
