@@ -74,7 +74,7 @@ def audit_fits(
     units = dict(units) if units is not None else {"participants": groups}
     train, test = np.asarray(fold.train_idx), np.asarray(fold.test_idx)
     test_units = {name: set(np.asarray(labels)[test].tolist()) for name, labels in units.items()}
-    fitted_people: set = set()
+    fitted_people: dict[str, set] = {}  # prefix ("" or "<member> member: ") -> participants
     records, failures = [], []
     for fit in fits:
         rows = np.asarray(fit["rows"], dtype=np.int64)
@@ -116,10 +116,12 @@ def audit_fits(
                     f"training rows by {gap / scale:.2e} SD: it was fitted on other data "
                     "(e.g. training + test)"
                 )
-        if fit["what"] == "model" and not fit.get("modality"):
-            fitted_people |= set(groups[valid].tolist())
-        if fit["what"].startswith("early stopping"):
-            overlap = fitted_people & set(groups[valid].tolist())
+        if fit["what"].endswith("model"):
+            prefix = fit["what"][: -len("model")]
+            fitted_people.setdefault(prefix, set()).update(groups[valid].tolist())
+        if "early stopping" in fit["what"]:
+            prefix = fit["what"].split("early stopping")[0]
+            overlap = fitted_people.get(prefix, set()) & set(groups[valid].tolist())
             record["validation_participants_also_fitted"] = len(overlap)
             if overlap:
                 failures.append(
@@ -299,9 +301,7 @@ def combination_checks(
     ]
     short = [r for r in fixed if int(r["epochs_trained"]) != int(r["epochs_set"])]
     if spec.early_stopping:
-        validation = [
-            f for fa in fits for f in fa.get("fits", []) if f["what"].startswith("early stopping")
-        ]
+        validation = [f for fa in fits for f in fa.get("fits", []) if "early stopping" in f["what"]]
         ok = bool(validation) and all(
             not f["test_rows_used"]
             and not f["rows_outside_training"]
