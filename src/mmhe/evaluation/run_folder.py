@@ -1,4 +1,10 @@
-"""Writing a benchmark run folder: every table and the audit report (see `runner`)."""
+"""Writing a benchmark run folder: every table and the audit report.
+
+`write_results` writes config.json, environment.json, folds.parquet,
+predictions.parquet, results.csv / .md, seeds.csv, participants.csv, pairwise.csv,
+pvalues_uf1.csv, pvalues_uar.csv and audit.json (their columns: `mmhe.evaluation.runner`
+and `mmhe.evaluation.results`).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ PACKAGES = (
 
 
 def environment() -> dict[str, Any]:
+    """Python, platform and the versions of the packages a result depends on."""
     packages = {}
     for name in PACKAGES:
         try:
