@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from mmhe.cli import app
 from mmhe.evaluation.runner import BenchmarkConfig, run_benchmark
+from mmhe.models import CHANCE_BASELINES as BASELINES
 
 CONFIG = {
     "title": "runner test",
@@ -30,7 +31,7 @@ CONFIG = {
         {"model": "physio_mlp", "modalities": ["physio"]},
         {"model": "late_fusion", "modalities": ["face", "eeg", "physio"]},
     ],
-    "n_boot": 200,
+    "n_perm": 500,
 }
 
 
@@ -50,6 +51,11 @@ def test_run_directory_holds_every_documented_file(run_dir):
         "audit.json",
         "results.csv",
         "results.md",
+        "seeds.csv",
+        "participants.csv",
+        "pairwise.csv",
+        "pvalues_uf1.csv",
+        "pvalues_uar.csv",
     ):
         assert (run_dir / name).stat().st_size > 0
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
@@ -57,9 +63,15 @@ def test_run_directory_holds_every_documented_file(run_dir):
         predictions.columns
     )
     results = pd.read_csv(run_dir / "results.csv")
-    assert results["complete"].all() and len(results) == 3
+    assert results["complete"].all() and results["audit_passed"].all()
+    assert results["model"].tolist() == ["ststnet", "physio_mlp", "late_fusion", *BASELINES]
     for row in results.itertuples():
-        mine = predictions[predictions["model"] == row.model]
+        mine = predictions[(predictions["model"] == row.model) & ~predictions["missing_input"]]
+        assert (
+            row.n_samples == len(mine)
+            and row.n_missing
+            == predictions[predictions["model"] == row.model]["missing_input"].sum()
+        )
         labels = sorted(set(mine["y_true"]) | set(mine["y_pred"]))
         assert row.uf1 == pytest.approx(
             round(f1_score(mine["y_true"], mine["y_pred"], average="macro", labels=labels), 3),
@@ -72,11 +84,22 @@ def test_run_directory_holds_every_documented_file(run_dir):
     samples = predictions.groupby("model")["sample"].apply(lambda s: tuple(sorted(s)))
     assert samples.nunique() == 1
     audit = json.loads((run_dir / "audit.json").read_text())
-    assert audit["passed"] and len(audit["checks"]) >= 9
+    assert audit["passed"] and len(audit["checks"]) == 3 + 5 * 5  # inputs + 5 per row
     folds = pd.read_parquet(run_dir / "folds.parquet")
-    assert len(folds) == 3 * 3 and (folds["n_train"] > 0).all()
+    assert len(folds) == 5 * 3 and (folds["n_train"] > 0).all()
     assert folds["mmhe_version"].nunique() == 1 and folds["config_hash"].nunique() == 1
-    assert "| ststnet | compound | face |" in (run_dir / "results.md").read_text()
+    assert folds["provenance_key"].nunique() == len(folds)
+    text = (run_dir / "results.md").read_text()
+    assert "| ststnet | compound | loso | face |" in text and "Holm" in text
+    # the majority row predicts the training fold's most frequent class
+    majority = predictions[predictions["model"] == "majority"]
+    for _, fold in majority.groupby("fold"):
+        train = predictions[
+            (predictions["model"] == "majority") & (predictions["fold"] != fold["fold"].iloc[0])
+        ]
+        assert (fold["y_pred"] == train["y_true"].mode().min()).all()
+    tests = pd.read_csv(run_dir / "pairwise.csv")
+    assert len(tests) == 2 * 10 and tests["p_holm"].ge(tests["p_value"]).all()
 
 
 def test_same_seed_gives_the_same_numbers(run_dir, store_tiny, tmp_path):
@@ -92,8 +115,8 @@ def test_partial_run_is_incomplete_then_resumes(run_dir, store_tiny, tmp_path):
     partial = run_benchmark(
         store_tiny, BenchmarkConfig(**CONFIG), out, scheduler="sync", max_folds=1
     )
-    assert not partial["complete"].any()
-    assert "| NO |" in (out / "results.md").read_text()
+    assert not partial["complete"].any() and not partial["audit_passed"].any()
+    assert "| NO | FAILED |" in (out / "results.md").read_text()
     assert not json.loads((out / "audit.json").read_text())["passed"]
     finished = run_benchmark(store_tiny, BenchmarkConfig(**CONFIG), out, scheduler="sync")
     assert finished["complete"].all()

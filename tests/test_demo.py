@@ -6,19 +6,24 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from mmhe.cli import app
-from mmhe.demo import demo_config
+from mmhe.demo import DEMO_SEEDS, demo_config
+from mmhe.models import CHANCE_BASELINES
 
 
 def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
     out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    args = ["demo", "--out", str(out), "--preset", "tiny", "--scheduler", "sync", "--seeds", "1"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     for stage in ("synth", "validate", "ingest", "features", "benchmark", "stats", "report"):
         assert f"  {stage}: " in result.output
     assert "Fewer epochs than published" in result.output
     results = pd.read_csv(out / "run" / "results.csv")
     models = [run["model"] for run in demo_config().runs]
-    assert results["model"].tolist() == models and results["complete"].all()
+    assert results["model"].tolist() == [*models, *CHANCE_BASELINES]
+    assert results["complete"].all() and (results["n_seeds"] == 1).all()
+    assert demo_config().seeds == DEMO_SEEDS == 3
+    assert "Paired permutation tests" in result.output and "seeds" in result.output
     assert (out / "report.html").stat().st_size > 50_000
     assert (out / "stats" / "figure2.png").is_file()
     assert str(out / "report.html") in result.output.replace("\n", "")
@@ -33,8 +38,9 @@ def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
         )
         for p in out.glob(pattern)
     }
-    assert len(cached) >= 27  # 3 EEG files, 3 participants, 9 feature parts, 12 folds
-    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--preset", "tiny"])
+    # 3 EEG files, 3 participants, 9 feature parts, 6 rows x 3 folds
+    assert len(cached) >= 3 + 3 + 9 + 18
+    again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in cached} == cached  # nothing recomputed
     pd.testing.assert_frame_equal(results, pd.read_csv(out / "run" / "results.csv"))

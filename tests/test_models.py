@@ -35,6 +35,8 @@ REGISTRY = [
     "physio_mlp",
     "svm",
     "logreg",
+    "majority",
+    "stratified",
     "early_fusion",
     "late_fusion",
     "stacking",

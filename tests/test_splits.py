@@ -12,7 +12,9 @@ from mmhe.evaluation.splits import (
     audit_split,
     group_kfold,
     inner_validation_split,
+    leave_stimulus_out,
     loso,
+    subject_stimulus_kfold,
     trial_kfold,
 )
 
@@ -123,3 +125,46 @@ def test_planted_leak_is_caught(design):
     torn = Fold(0, np.append(rest, rows[0]), rows[1:], ())
     with pytest.raises(LeakageError, match="trials_disjoint"):
         audit_split(torn, groups, trials=trials)
+
+
+def _stimuli(trials):
+    return np.array([int(t.split("/")[1]) for t in trials])
+
+
+def test_leave_stimulus_out_holds_each_clip_out_for_everyone(design):
+    groups, trials = design
+    stimuli = _stimuli(trials)
+    folds = list(leave_stimulus_out(stimuli))
+    assert [f.test_groups for f in folds] == [(s,) for s in np.unique(stimuli)]
+    _assert_partition(folds, groups.size)
+    for f in folds:
+        assert not set(stimuli[f.train_idx]) & set(stimuli[f.test_idx])
+        record = audit_split(f, groups, trials, stimuli, participants_disjoint=False)
+        assert record["passed"] and record["shared_stimuli"] == []
+        assert set(groups[f.train_idx]) & set(groups[f.test_idx])  # people on both sides
+
+
+def test_subject_stimulus_grid_holds_out_people_and_clips_together(design):
+    groups, trials = design
+    stimuli = _stimuli(trials)
+    folds = list(subject_stimulus_kfold(groups, stimuli, k=3, seed=2))
+    assert len(folds) == 9
+    tested = np.concatenate([f.test_idx for f in folds])
+    assert np.array_equal(np.sort(tested), np.arange(groups.size))  # each sample once
+    for f in folds:
+        assert not set(groups[f.train_idx]) & set(groups[f.test_idx])
+        assert not set(stimuli[f.train_idx]) & set(stimuli[f.test_idx])
+        assert audit_split(f, groups, None, stimuli, participants_disjoint=True)["passed"]
+    same = [f.test_idx for f in subject_stimulus_kfold(groups, stimuli, k=3, seed=2)]
+    assert all(np.array_equal(a, f.test_idx) for a, f in zip(same, folds, strict=True))
+
+
+def test_a_clip_on_both_sides_is_caught(design):
+    groups, trials = design
+    stimuli = _stimuli(trials)
+    fold = next(iter(leave_stimulus_out(stimuli)))
+    clip = stimuli[fold.test_idx[0]]
+    other = np.flatnonzero(stimuli != clip)
+    leaky = Fold(0, other[1:], np.concatenate([fold.test_idx, other[:1]]), fold.test_groups)
+    with pytest.raises(LeakageError, match="stimulus clips on both sides"):
+        audit_split(leaky, groups, trials, stimuli, participants_disjoint=False)

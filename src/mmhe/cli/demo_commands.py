@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from mmhe.cli import app
-from mmhe.cli._console import make_console, print_frame
+from mmhe.cli._console import make_console
 
 
 @app.command("demo")
@@ -16,15 +16,16 @@ def demo_command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every output."),
     preset: str = typer.Option("demo", help="Synthetic preset: tiny or demo."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and of training."),
+    seeds: int = typer.Option(3, min=1, help="Training seeds per model."),
     scheduler: str | None = typer.Option(
-        "sync", help="'sync' (this process), 'local' (a local Dask cluster) or an address."
+        "local",
+        help="'local' (a local Dask cluster, 2 workers), 'sync' (this process) or an address.",
     ),
 ) -> None:
     """Synthesise -> validate -> ingest -> features -> benchmark -> stats -> report."""
     from mmhe.cli._options import choice
     from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.demo import run_demo
-    from mmhe.evaluation.results import paper_table
 
     choice(preset, ("tiny", "demo"), "--preset")
     chosen = scheduler_value(scheduler)
@@ -35,12 +36,16 @@ def demo_command(
         out,
         preset=preset,
         seed=seed,
+        seeds=seeds,
         scheduler=chosen,
         say=lambda text: console.print(text, highlight=False),
     )
-    title = "Compound emotion (negative / positive / surprise), LOSO, pooled"
-    print_frame(console, paper_table(result.results), title)
+    from mmhe.cli.benchmark_commands import print_results, print_tests
     from mmhe.demo import demo_config
+
+    title = "Compound emotion (negative / positive / surprise), pooled: mean ±seed SD [95 % CI]"
+    print_results(console, result.results, title)
+    print_tests(console, result.run)
 
     for note in demo_config().notes:
         console.print(f"[dim]note:[/] {note}", highlight=False)

@@ -15,7 +15,9 @@ from mmhe.cli._console import make_console
 @app.command("features")
 def features_command(
     store: Path = typer.Argument(..., help="A store written by `mmhe ingest`."),
-    modality: str = typer.Option("all", help="face, eeg, physio or all."),
+    modality: str = typer.Option(
+        "all", help="face, eeg, physio, eeg_raw (raw windows for EEGNet) or all (the first three)."
+    ),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
     scheduler: str | None = typer.Option(
         None, help="'local' (default: a local Dask cluster), 'sync' or a scheduler address."
@@ -34,6 +36,7 @@ def features_command(
     from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.cli.store_commands import _mapping_names, _store_mapping, exit_status, print_problems
     from mmhe.features.batch import (
+        ALL_MODALITIES,
         MODALITIES,
         FaceFeatureConfig,
         FeatureConfig,
@@ -44,7 +47,11 @@ def features_command(
     from mmhe.store import MMHEStore, validate_store
     from mmhe.store.problems import localise
 
-    modalities = MODALITIES if modality == "all" else choices([modality], MODALITIES, "--modality")
+    modalities = (
+        MODALITIES
+        if modality == "all"
+        else choices(modality.split(","), ALL_MODALITIES, "--modality")
+    )
     choice(flow, ("tvl1", "dis", "farneback"), "--flow")
     at_least(workers, 1, "--workers")
     at_least(wait, 0, "--wait")

@@ -1,4 +1,6 @@
-"""Evaluation: protocols (`splits`), metrics (`metrics`) and the training engine (`training`).
+"""Evaluation: protocols (`splits`), metrics (`metrics`), intervals (`intervals`), the
+leakage audit (`audit`), the training engine (`training`) and the benchmark runner
+(`runner`, with its tables in `results` and fold provenance in `provenance`).
 
 >>> from mmhe.evaluation import loso, run_folds, pooled_scores
 >>> folds = list(loso(groups))                                  # doctest: +SKIP
@@ -6,6 +8,8 @@
 >>> pooled_scores(predictions.y_true, predictions.y_pred)       # doctest: +SKIP
 """
 
+from mmhe.evaluation.audit import audit_fits, near_duplicates
+from mmhe.evaluation.intervals import jackknife_interval, simulate_coverage
 from mmhe.evaluation.metrics import (
     METRICS,
     SubjectScores,
@@ -22,7 +26,9 @@ from mmhe.evaluation.splits import (
     audit_split,
     group_kfold,
     inner_validation_split,
+    leave_stimulus_out,
     loso,
+    subject_stimulus_kfold,
     trial_kfold,
 )
 from mmhe.evaluation.training import (
@@ -44,6 +50,7 @@ __all__ = [
     "LeakageError",
     "SubjectScores",
     "TrainSettings",
+    "audit_fits",
     "audit_split",
     "bootstrap_ci",
     "confusion",
@@ -52,7 +59,10 @@ __all__ = [
     "fold_seeds",
     "group_kfold",
     "inner_validation_split",
+    "jackknife_interval",
+    "leave_stimulus_out",
     "loso",
+    "near_duplicates",
     "paired_permutation_test",
     "per_subject_scores",
     "pooled_scores",
@@ -60,6 +70,8 @@ __all__ = [
     "run_folds",
     "scores_from_confusion",
     "shared_batches",
+    "simulate_coverage",
+    "subject_stimulus_kfold",
     "trial_kfold",
     "tune_allocator",
 ]

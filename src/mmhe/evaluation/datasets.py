@@ -5,6 +5,10 @@ modalities: a sample missing one modality gets an all-NaN input row, which the t
 engine treats as missing (unimodal models answer with the training class frequencies,
 fusion models apply their missing-modality policy), so every model of a task is tested
 on exactly the same samples.
+
+Inputs by name: ``face`` (flow images), ``eeg`` (band-power window sequences),
+``eeg_raw`` (raw EEG windows at 128 Hz, for EEGNet; `mmhe.features.eeg_raw`) and
+``physio`` (feature vectors). `with_shuffled_labels` makes the shuffled-label control.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ TRIAL_CATEGORIES = tuple(c for c in dict.fromkeys(load_stimuli()["category"]) if
 """Stimulus categories of the trial task, in stimulus-table order (rest excluded)."""
 
 
+INPUTS = ("face", "eeg", "eeg_raw", "physio")
+"""Input names `load_task` knows (``eeg_raw`` is read from the same EEG as ``eeg``)."""
+
+
 @dataclass
 class TaskData:
-    """Inputs of one task: X[modality] (N, ...) float32, y (N,), groups, trials, ids."""
+    """Inputs of one task: X[input] (N, ...) float32, y (N,), groups (participants),
+    trials ("sub/marker" or "sub/trial index"), stimuli (clip markers), sample ids."""
 
     task: str
     class_names: list[str]
@@ -36,6 +45,31 @@ class TaskData:
     trials: np.ndarray
     sample_ids: np.ndarray
     X: dict[str, np.ndarray] = field(default_factory=dict)
+    stimuli: np.ndarray | None = None
+
+
+def with_shuffled_labels(data: TaskData, seed: int) -> TaskData:
+    """A copy of ``data`` whose labels are permuted within each participant (seeded).
+
+    The shuffled-label control: each participant keeps their class counts, the link
+    between input and label is gone, so every model should land at chance (as
+    scikit-learn's ``permutation_test_score`` with groups does).
+    """
+    rng = np.random.default_rng([int(seed), 0xC0])
+    y = data.y.copy()
+    for person in np.unique(data.groups):
+        rows = np.flatnonzero(data.groups == person)
+        y[rows] = data.y[rng.permutation(rows)]
+    return TaskData(
+        data.task,
+        data.class_names,
+        y,
+        data.groups,
+        data.trials,
+        data.sample_ids,
+        dict(data.X),
+        data.stimuli,
+    )
 
 
 def _label_column(task: str) -> tuple[str, tuple[str, ...]]:
@@ -75,6 +109,15 @@ def _eeg_input(
     sequence = _edge_pad(sequence, table["n_windows"].to_numpy())
     table = table.assign(ok=table["n_windows"].to_numpy() > 0)
     return _align(ids, table, key, sequence)
+
+
+def _eeg_raw_input(
+    store: Path, ids: pd.Series, key: str, trial: bool, config: FeatureConfig
+) -> np.ndarray:
+    table, array = load_features(store, "eeg_raw", trial=trial, config=config)
+    if trial:
+        table = table.assign(sample=table["subject_id"] + "/" + table["trial_index"].astype(str))
+    return _align(ids, table, key, array)
 
 
 def _physio_input(
@@ -120,10 +163,13 @@ def load_task(
             trials["subject_id"].to_numpy(dtype=str),
             ids.to_numpy(dtype=str),
             ids.to_numpy(dtype=str),
+            stimuli=trials["code"].to_numpy(dtype=np.int64),
         )
+        loaders = {"eeg": _eeg_input, "eeg_raw": _eeg_raw_input, "physio": _physio_input}
         for modality in modalities:
-            loader = _eeg_input if modality == "eeg" else _physio_input
-            data.X[modality] = loader(store.path, ids, "sample", True, config)
+            if modality not in loaders:
+                raise ConfigError(f"unknown input {modality!r}; use {', '.join(INPUTS)}")
+            data.X[modality] = loaders[modality](store.path, ids, "sample", True, config)
         return data
     column, classes = _label_column(task)
     expressions = store.expressions(located=True)
@@ -139,6 +185,7 @@ def load_task(
         expressions["subject_id"].to_numpy(dtype=str),
         (expressions["subject_id"] + "/" + expressions["marker"].astype(str)).to_numpy(dtype=str),
         ids.to_numpy(dtype=str),
+        stimuli=pd.to_numeric(expressions["marker"], errors="coerce").fillna(-1).to_numpy(np.int64),
     )
     for modality in modalities:
         if modality == "face":
@@ -146,8 +193,10 @@ def load_task(
             data.X["face"] = _align(ids, table, "expression_id", array)
         elif modality == "eeg":
             data.X["eeg"] = _eeg_input(store.path, ids, "expression_id", False, config)
+        elif modality == "eeg_raw":
+            data.X["eeg_raw"] = _eeg_raw_input(store.path, ids, "expression_id", False, config)
         elif modality == "physio":
             data.X["physio"] = _physio_input(store.path, ids, "expression_id", False, config)
         else:
-            raise ConfigError(f"unknown modality {modality!r}; use face, eeg, physio")
+            raise ConfigError(f"unknown input {modality!r}; use {', '.join(INPUTS)}")
     return data

@@ -1,77 +1,88 @@
-"""`run_benchmark`: every (model, task, modality set, protocol) of a config, leakage-free,
-resumable and reproducible, written to a run directory.
+"""`run_benchmark`: every (model, task, modality set, protocol, control) of a config, for
+every seed, leakage-free, audited, resumable and reproducible, written to a run folder.
 
 Run directory::
 
-    RUN/config.json          the resolved config, class names, store, title
+    RUN/config.json          the resolved config, store (absolute path, version, content
+                             key), feature folders, class names, CI method, title, notes
     RUN/environment.json     Python, platform and package versions
-    RUN/folds/<combo>/fold-0007.parquet   predictions of one finished fold (+ .json info)
-    RUN/folds.parquet        one row per fold: participant(s), model, task, modalities,
-                             n_train, n_test, metrics, seed, config hash, version, seconds
-    RUN/predictions.parquet  participant, sample, y_true, y_pred, prob_<class>..., fold,
-                             model, task, modalities
-    RUN/audit.json           the leakage checks and their outcome
-    RUN/results.csv / .md    pooled metrics (three decimals) with 95 % CIs per combination
+    RUN/folds/<combo>/fold-0007.parquet   predictions of one finished fold (+ .json: info,
+                             provenance key and parts, split and fit audit)
+    RUN/folds.parquet        one row per fold and seed: participant(s), model, task,
+                             modalities, protocol, control, n_train, n_test, metrics, seed,
+                             config hash, provenance key, version, seconds
+    RUN/predictions.parquet  participant, sample, y_true, y_pred, prob_<class>...,
+                             missing_input, fold, model, task, modalities, protocol,
+                             samples, control, seed
+    RUN/results.csv / .md    one row per combination: mean over seeds, seed SD/min/max,
+                             95 % CI, per-participant mean and SD, counts (`results`)
+    RUN/seeds.csv            pooled metrics per combination and seed
+    RUN/participants.csv     per combination, seed and participant: n, n_missing, scores
+    RUN/pairwise.csv         paired permutation tests between combinations (Holm)
+    RUN/pvalues_uf1.csv, RUN/pvalues_uar.csv   the Holm p-values as matrices
+    RUN/audit.json           what the leakage audit measured, check by check
 
-Each fold's predictions are written as soon as it finishes; a re-run skips finished
-folds (fold seeds depend only on the run seed and the fold index, so the numbers do not
-change), and a combination with missing folds is marked incomplete, never reported as a
-result.
+Every task gets a majority-class and a stratified-random row (``baselines``), fitted per
+fold like any model. ``seeds`` runs each combination with seeds seed, seed + 1, ...;
+``control: shuffled`` permutes labels within participants (a chance-level reference).
+
+Resume: each fold's predictions are written as soon as it finishes, with the fold's
+provenance key (`mmhe.evaluation.provenance`: settings, the bytes of its inputs, labels,
+split, engine version). A re-run reuses a finished fold only when its key is unchanged;
+a fold whose inputs changed is recomputed, or, with ``recompute=False``, refused with
+one line naming what changed. A combination with missing folds is marked incomplete,
+never reported as a result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmhe import __version__
-from mmhe.errors import ConfigError, InputFileError
-from mmhe.evaluation.datasets import TaskData, load_task
+from mmhe.errors import ConfigError, InputFileError, MMHEError
+from mmhe.evaluation.datasets import TaskData, load_task, with_shuffled_labels
 from mmhe.evaluation.metrics import pooled_scores
-from mmhe.evaluation.results import markdown_table, paper_table, summarise
-from mmhe.evaluation.splits import audit_split, group_kfold, loso, trial_kfold
+from mmhe.evaluation.provenance import (
+    array_digest,
+    changed_parts,
+    fold_key,
+    fold_parts,
+    text_digest,
+)
+from mmhe.evaluation.run_folder import write_results
+from mmhe.evaluation.splits import (
+    Fold,
+    audit_split,
+    group_kfold,
+    leave_stimulus_out,
+    loso,
+    subject_stimulus_kfold,
+    trial_kfold,
+)
 from mmhe.features.batch import FeatureConfig
 from mmhe.parallel import dask_client
 
-PACKAGES = (
-    "mmhe",
-    "numpy",
-    "scipy",
-    "pandas",
-    "torch",
-    "scikit-learn",
-    "mne",
-    "neurokit2",
-    "opencv-contrib-python-headless",
-    "dask",
-    "distributed",
-    "zarr",
-    "pyarrow",
-)
+PROTOCOLS = ("loso", "group_kfold", "trial_kfold", "leave_stimulus_out", "subject_stimulus_kfold")
+MODALITIES = ("face", "eeg", "physio")
 
 
-MODEL_MODALITIES: dict[str, tuple[str, ...]] = {
-    "flow_image": ("face",),
-    "eeg_sequence": ("eeg",),
-    "eeg_raw": ("eeg",),
-}
-"""Modalities a single-input model accepts, by its input kind (others accept any)."""
+class StaleResultError(MMHEError):
+    """Finished folds of a run folder were made from other inputs (and no recompute)."""
 
 
 class RunSpec(BaseModel):
-    """One combination of the benchmark (unknown keys are refused)."""
+    """One combination of the benchmark, for one seed (unknown keys are refused)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -79,40 +90,67 @@ class RunSpec(BaseModel):
     task: Literal["compound", "emotion7", "kind", "trial"] = "compound"
     modalities: tuple[str, ...] = ("face",)
     samples: Literal["ME", "MaE", "both"] = "ME"
-    protocol: Literal["loso", "group_kfold", "trial_kfold"] = "loso"
+    protocol: Literal[
+        "loso", "group_kfold", "trial_kfold", "leave_stimulus_out", "subject_stimulus_kfold"
+    ] = "loso"
     k: int = Field(5, ge=2)
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     early_stopping: bool = False
     seed: int = 0
+    control: Literal["none", "shuffled"] = "none"
+
+    @field_validator("modalities")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown}; use {', '.join(MODALITIES)}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        from mmhe.models import model_spec
-
-        unknown = [m for m in self.modalities if m not in ("face", "eeg", "physio")]
-        if unknown or not self.modalities:
-            raise ValueError(f"modalities {list(self.modalities)}: use face, eeg and/or physio")
-        kind = model_spec(self.model).input  # ConfigError naming the models if unknown
-        allowed = MODEL_MODALITIES.get(kind)
-        if allowed is not None and (len(self.modalities) != 1 or self.modalities[0] not in allowed):
-            raise ValueError(
-                f"model {self.model} reads {kind} input: modality {' or '.join(allowed)}, "
-                f"not {'+'.join(self.modalities)}"
-            )
-        if self.task == "trial" and "face" in self.modalities:
-            raise ValueError("the trial task has no face input (faces are per expression)")
+        try:
+            _check_spec(self)  # unknown model, modalities it cannot take, trial + face
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def key(self) -> str:
+        """Folder name of this combination and seed in ``RUN/folds``."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        name = f"{self.model}-{self.task}-{'+'.join(self.modalities)}-{self.protocol}"
-        return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+        name = f"{self.model}-{self.task}-{self.modality_label()}-{self.protocol}"
+        if self.control != "none":
+            name += f"-{self.control}"
+        return f"{name}-s{self.seed}-{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+
+    def modality_label(self) -> str:
+        """'face+eeg', or 'none' for the chance baselines."""
+        return "+".join(self.modalities) or "none"
+
+    def label(self) -> str:
+        """'model/task/modalities/protocol' (+ '/shuffled') for messages."""
+        text = f"{self.model}/{self.task}/{self.modality_label()}/{self.protocol}"
+        return text + (f"/{self.control}" if self.control != "none" else "")
+
+    def inputs(self) -> dict[str, str]:
+        """{modality: input name of `load_task`}: EEG models on raw windows read
+        ``eeg_raw``, every other model reads band-power ``eeg``."""
+        from mmhe.models import model_spec
+
+        raw = model_spec(self.model).input == "eeg_raw"
+        return {m: ("eeg_raw" if m == "eeg" and raw else m) for m in self.modalities}
 
 
 class BenchmarkConfig(BaseModel):
-    """A benchmark: runs (each may leave fields to `defaults`), features, bootstrap.
+    """A benchmark: runs (each may leave fields to `defaults`), features, seeds, controls.
+
+    seeds : each run is repeated with seeds seed, seed + 1, ..., seed + seeds - 1.
+    baselines : add the majority-class and stratified-random rows to every task.
+    impute : score samples without input (with the training class frequencies) instead
+        of reporting them apart.
+    n_perm : permutations of the paired tests between models.
 
     Unknown keys are refused, at the top, in `features` and in every run (a typo such as
     ``modalitis:`` would otherwise be ignored); every run is checked when the config is made.
@@ -124,11 +162,47 @@ class BenchmarkConfig(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     runs: list[dict[str, Any]]
     features: FeatureConfig = FeatureConfig()
-    n_boot: int = Field(1000, ge=100)
+    seeds: int = Field(1, ge=1)
+    baselines: bool = True
+    impute: bool = False
+    n_perm: int = Field(10000, ge=100)
     notes: list[str] = Field(default_factory=list)
 
     def specs(self) -> list[RunSpec]:
-        return [RunSpec(**{**self.defaults, **run}) for run in self.runs]
+        """Every (run, seed), then the chance baselines of each task and protocol."""
+        from mmhe.models import CHANCE_BASELINES
+
+        try:
+            bases = [RunSpec(**{**self.defaults, **run}) for run in self.runs]
+        except ValueError as exc:
+            raise ConfigError(f"not a valid benchmark run: {exc}") from exc
+        bases = [
+            b.model_copy(update={"modalities": ()}) if b.model in CHANCE_BASELINES else b
+            for b in bases
+        ]
+        if self.baselines:
+            have = {(b.model, *_group(b)) for b in bases}
+            for group in dict.fromkeys(_group(b) for b in bases):
+                template = next(b for b in bases if _group(b) == group)
+                for name in CHANCE_BASELINES:
+                    if (name, *group) not in have:
+                        bases.append(
+                            RunSpec(
+                                model=name,
+                                task=template.task,
+                                modalities=(),
+                                samples=template.samples,
+                                protocol=template.protocol,
+                                k=template.k,
+                                seed=template.seed,
+                                control=template.control,
+                            )
+                        )
+        return [
+            base.model_copy(update={"seed": base.seed + i})
+            for base in bases
+            for i in range(self.seeds)
+        ]
 
     @model_validator(mode="after")
     def _runs_valid(self) -> BenchmarkConfig:
@@ -169,47 +243,96 @@ def _one_line(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _folds(spec: RunSpec, data: TaskData) -> list:
+def _group(spec: RunSpec) -> tuple:
+    return (spec.task, spec.samples, spec.protocol, spec.k, spec.control)
+
+
+def _check_spec(spec: RunSpec) -> None:
+    """Refuse impossible combinations before any work, with what to do instead."""
+    from mmhe.models import CHANCE_BASELINES, model_spec
+
+    model = model_spec(spec.model)  # unknown names fail here
+    if spec.model in CHANCE_BASELINES:
+        return
+    if not spec.modalities:
+        raise ConfigError(f"{spec.label()}: give the modalities the model reads")
+    wrong = [m for m in spec.modalities if m not in model.modalities]
+    if wrong:
+        raise ConfigError(
+            f"{spec.model} does not take {'+'.join(wrong)} (it takes "
+            f"{', '.join(model.modalities)}); see `mmhe models`"
+        )
+    if model.input != "multimodal" and len(spec.modalities) != 1:
+        raise ConfigError(
+            f"{spec.model} takes one modality; use a fusion model for {'+'.join(spec.modalities)}"
+        )
+    if spec.task == "trial" and "face" in spec.modalities:
+        raise ConfigError("the trial task has no face input (faces are per expression)")
+
+
+def _folds(spec: RunSpec, data: TaskData) -> list[Fold]:
     if spec.protocol == "loso":
         return list(loso(data.groups))
     if spec.protocol == "group_kfold":
         return list(group_kfold(data.groups, spec.k, spec.seed))
-    return list(trial_kfold(data.trials, spec.k, spec.seed, groups=data.groups))
+    if spec.protocol == "trial_kfold":
+        return list(trial_kfold(data.trials, spec.k, spec.seed, groups=data.groups))
+    if data.stimuli is None or (np.asarray(data.stimuli) < 0).any():
+        raise ConfigError(f"{spec.protocol} needs the stimulus clip of every sample")
+    if spec.protocol == "leave_stimulus_out":
+        return list(leave_stimulus_out(data.stimuli))
+    return list(subject_stimulus_kfold(data.groups, data.stimuli, spec.k, spec.seed))
 
 
-def _check_modalities(spec: RunSpec) -> None:
-    """A registered model runs only on the modalities it was registered with."""
-    from mmhe.models import model_spec
-
-    accepted = model_spec(spec.model).modalities
-    wrong = [m for m in spec.modalities if accepted and m not in accepted]
-    if wrong:
-        raise ConfigError(
-            f"{spec.model} was registered for {list(accepted)}, not {wrong}; "
-            f"run it with modalities {list(accepted)}"
-        )
+def _audit_units(spec: RunSpec, data: TaskData) -> dict[str, Any]:
+    """`audit_split` / `run_folds` arguments naming what the protocol keeps apart."""
+    if spec.protocol == "trial_kfold":
+        return {"trials": data.trials}
+    if spec.protocol == "leave_stimulus_out":
+        return {"trials": data.trials, "stimuli": data.stimuli, "participants_disjoint": False}
+    if spec.protocol == "subject_stimulus_kfold":
+        return {"stimuli": data.stimuli, "participants_disjoint": True}
+    return {}
 
 
 def _inputs(spec: RunSpec, data: TaskData) -> Any:
     from mmhe.models import model_spec
 
+    names = spec.inputs()
+    if not names:  # chance baselines ignore their input
+        return np.zeros((len(data.y), 1), np.float32)
     if model_spec(spec.model).input == "multimodal":
-        return {m: data.X[m] for m in spec.modalities}
-    if len(spec.modalities) != 1:
-        raise ConfigError(
-            f"{spec.model} takes one modality; use a fusion model for {'+'.join(spec.modalities)}"
-        )
-    return data.X[spec.modalities[0]]
+        return {m: data.X[name] for m, name in names.items()}
+    return data.X[next(iter(names.values()))]
 
 
-def environment() -> dict[str, Any]:
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = "not installed"
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
+def _labels_digest(data: TaskData) -> str:
+    return text_digest(
+        [
+            array_digest(data.y),
+            array_digest(data.groups),
+            array_digest(data.trials),
+            array_digest(data.sample_ids),
+            None if data.stimuli is None else array_digest(data.stimuli),
+            list(data.class_names),
+        ]
+    )
+
+
+def _finished(folder: Path, keys: dict[int, str]) -> tuple[set[int], dict[int, dict]]:
+    """Fold indices finished with the current key, and the stale folds' records."""
+    done, stale = set(), {}
+    for info_file in sorted(folder.glob("fold-*.json")):
+        index = int(info_file.stem.split("-")[1])
+        record = json.loads(info_file.read_text())
+        table = info_file.with_suffix(".parquet")
+        if index not in keys:  # the split has fewer folds now
+            stale[index] = record
+        elif table.is_file() and record.get("provenance", {}).get("key") == keys[index]:
+            done.add(index)
+        elif table.is_file():
+            stale[index] = record
+    return done, stale
 
 
 def _run_combination(
@@ -221,15 +344,34 @@ def _run_combination(
     progress: Callable[[dict], None],
     max_folds: int | None = None,
     device: str = "cpu",
+    recompute: bool = True,
 ) -> dict[str, Any]:
     from mmhe.evaluation.training import run_folds
 
     folder = run_dir / "folds" / spec.key()
     folder.mkdir(parents=True, exist_ok=True)
     folds = _folds(spec, data)
-    trials = data.trials if spec.protocol == "trial_kfold" else None
-    audits = {f.index: audit_split(f, data.groups, trials) for f in folds}  # raises on a leak
-    done = {int(p.stem.split("-")[1]) for p in folder.glob("fold-*.parquet")}
+    units = _audit_units(spec, data)
+    audits = {f.index: audit_split(f, data.groups, **units) for f in folds}  # raises on a leak
+    inputs = {name: array_digest(data.X[name]) for name in spec.inputs().values()}
+    labels = _labels_digest(data)
+    spec_payload = spec.model_dump(mode="json")
+    parts = {
+        f.index: fold_parts(spec_payload, inputs, labels, f.train_idx, f.test_idx) for f in folds
+    }
+    keys = {index: fold_key(p) for index, p in parts.items()}
+    done, stale = _finished(folder, keys)
+    if stale:
+        changed = sorted({c for i, r in stale.items() for c in _changes(r, parts.get(i))})
+        if not recompute:
+            raise StaleResultError(
+                f"{run_dir}: {len(stale)} finished folds of {spec.label()} seed {spec.seed} "
+                f"were made from other inputs (changed: {', '.join(changed)}); run again "
+                "without --no-recompute to recompute them, or use a new --out folder"
+            )
+        for index in stale:
+            for suffix in (".parquet", ".json"):
+                (folder / f"fold-{index:04d}{suffix}").unlink(missing_ok=True)
     todo = [f for f in folds if f.index not in done]
     if max_folds is not None:
         todo = todo[: max(0, max_folds - len(done))]
@@ -239,7 +381,11 @@ def _run_combination(
         rows = rows.assign(
             sample=data.sample_ids[rows["sample"].to_numpy()],
             task=spec.task,
-            modalities="+".join(spec.modalities),
+            modalities=spec.modality_label(),
+            protocol=spec.protocol,
+            samples=spec.samples,
+            control=spec.control,
+            seed=spec.seed,
         )
         tmp = folder / f".fold-{index:04d}.parquet.tmp"
         rows.to_parquet(tmp, index=False)
@@ -249,27 +395,45 @@ def _run_combination(
             "participant": ",".join(map(str, pd.unique(rows["participant"]))),
             "model": spec.model,
             "task": spec.task,
-            "modalities": "+".join(spec.modalities),
+            "modalities": spec.modality_label(),
             "protocol": spec.protocol,
+            "samples": spec.samples,
+            "control": spec.control,
             "n_train": int(info.get("n_train", 0)),
             "n_test": len(rows),
+            "n_missing_input": int(rows["missing_input"].sum()),
             "accuracy": scores["accuracy"],
             "uf1": scores["uf1"],
             "uar": scores["uar"],
             "seed": spec.seed,
             "config_hash": config_hash,
+            "provenance_key": keys[index],
             "mmhe_version": __version__,
             "seconds": float(info.get("seconds", 0.0)),
             "epochs_trained": info.get("epochs_trained"),
             "device": info.get("device", device),
+            "epochs_set": info.get("epochs_set"),
             "n_validation": int(info.get("n_validation", 0) or 0),
+            "provenance": {"key": keys[index], "parts": parts[index]},
             "audit": audits[index],
+            "fit_audit": info.get("fit_audit", {"passed": True, "failures": [], "fits": []}),
         }
-        (folder / f"fold-{index:04d}.json").write_text(json.dumps(record, default=str))
+        info_tmp = folder / f".fold-{index:04d}.json.tmp"
+        info_tmp.write_text(json.dumps(record, default=str))
+        info_tmp.replace(folder / f"fold-{index:04d}.json")
         tmp.replace(folder / f"fold-{index:04d}.parquet")
         progress(record)
 
     if todo:
+        from mmhe.evaluation.training import resolve_settings
+
+        settings = resolve_settings(
+            spec.model, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr
+        )
+
+        def saved(index: int, rows: pd.DataFrame, info: dict[str, Any]) -> None:
+            save(index, rows, info | {"epochs_set": settings.epochs})
+
         run_folds(
             spec.model,
             _inputs(spec, data),
@@ -283,18 +447,24 @@ def _run_combination(
             lr=spec.lr,
             seed=spec.seed,
             early_stopping=spec.early_stopping,
-            trials=trials,
             client=client,
-            on_fold_done=save,
+            on_fold_done=saved,
             device=device,
+            **units,
         )
-    finished = sorted(folder.glob("fold-*.parquet"))
+    finished = [folder / f"fold-{f.index:04d}.parquet" for f in folds]
     return {
         "spec": spec,
         "folds": folds,
-        "finished": finished,
+        "finished": [p for p in finished if p.is_file()],
         "seconds": time.perf_counter() - started,
     }
+
+
+def _changes(record: dict, parts_now: dict[str, str] | None) -> list[str]:
+    if parts_now is None:
+        return ["split (fewer folds)"]
+    return changed_parts(record.get("provenance", {}).get("parts"), parts_now)
 
 
 def run_benchmark(
@@ -307,8 +477,9 @@ def run_benchmark(
     progress: Callable[[dict], None] | None = None,
     max_folds: int | None = None,
     device: str = "auto",
+    recompute: bool = True,
 ) -> pd.DataFrame:
-    """Run every combination of `config` on `store`; returns the results table.
+    """Run every combination and seed of `config` on `store`; returns the results table.
 
     device : where torch models train: "auto" (CUDA when torch sees a GPU), "cpu",
         "cuda" or "cuda:N" (`mmhe.evaluation.device.resolve_device`); recorded per fold.
@@ -318,11 +489,14 @@ def run_benchmark(
         combinations are marked incomplete and a later run finishes them).
     scheduler : "sync" trains in this process; None starts a local Dask cluster;
         an address uses an existing one. Folds are the parallel unit.
+    recompute : False refuses (`StaleResultError`) to replace finished folds whose
+        inputs changed, instead of recomputing them.
     """
-    from mmhe.features.batch import compute_features
+    from mmhe.features.batch import compute_features, feature_dir
     from mmhe.store import MMHEStore
 
-    store_path = MMHEStore(store).path
+    opened = MMHEStore(store)
+    store_path = opened.path.resolve()
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = config.specs()
@@ -330,11 +504,8 @@ def run_benchmark(
 
     device = str(resolve_device(device))  # a missing GPU fails before any work
     for spec in specs:
-        from mmhe.models import model_spec
-
-        model_spec(spec.model)  # unknown names fail before any work
-        _check_modalities(spec)
-    needed = sorted({m for s in specs for m in s.modalities})
+        _check_spec(spec)
+    needed = sorted({name for s in specs for name in s.inputs().values()})
     compute_features(
         store_path,
         needed,
@@ -362,121 +533,35 @@ def run_benchmark(
                 tasks[key] = load_task(
                     store_path,
                     spec.task,
-                    tuple(needed_for(specs, key)),
+                    tuple(inputs_for(specs, key)),
                     samples=spec.samples,
                     config=config.features,
                 )
+            data = tasks[key]
+            if spec.control == "shuffled":
+                data = with_shuffled_labels(data, spec.seed)
             outcomes.append(
                 _run_combination(
-                    spec, tasks[key], run_dir, client, config_hash, progress, max_folds, device
+                    spec,
+                    data,
+                    run_dir,
+                    client,
+                    config_hash,
+                    progress,
+                    max_folds,
+                    device,
+                    recompute,
                 )
             )
-    return write_results(run_dir, config, store_path, outcomes, tasks, config_hash, device)
+    provenance = {
+        "store": str(store_path),
+        "store_version": store_path.name,
+        "store_content_key": opened.manifest.get("content_key"),
+        "features": {name: feature_dir(opened, name, config.features).name for name in needed},
+    }
+    return write_results(run_dir, config, provenance, outcomes, tasks, config_hash, device)
 
 
-def needed_for(specs: list[RunSpec], key: tuple[str, str]) -> list[str]:
-    """Every modality any run of one (task, samples) uses."""
-    return sorted({m for s in specs if (s.task, s.samples) == key for m in s.modalities})
-
-
-def write_results(
-    run_dir: Path,
-    config: BenchmarkConfig,
-    store_path: Path,
-    outcomes: list[dict[str, Any]],
-    tasks: dict[tuple, TaskData],
-    config_hash: str,
-    device: str = "cpu",
-) -> pd.DataFrame:
-    predictions, fold_rows, results, checks = [], [], [], []
-    for outcome in outcomes:
-        spec: RunSpec = outcome["spec"]
-        data = tasks[(spec.task, spec.samples)]
-        parts = [pd.read_parquet(p) for p in outcome["finished"]]
-        infos = [json.loads(p.with_suffix(".json").read_text()) for p in outcome["finished"]]
-        fold_rows += [{k: v for k, v in i.items() if k != "audit"} for i in infos]
-        complete = len(parts) == len(outcome["folds"])
-        if not parts:
-            continue
-        pred = pd.concat(parts, ignore_index=True)
-        predictions.append(pred)
-        audits = [i["audit"] for i in infos]
-        combo = f"{spec.model}/{spec.task}/{'+'.join(spec.modalities)}"
-        checks.append(
-            {
-                "check": f"{combo}: train and test "
-                f"{'trials' if spec.protocol == 'trial_kfold' else 'participants'} "
-                "disjoint in every fold",
-                "passed": all(bool(a.get("passed", True)) for a in audits),
-            }
-        )
-        checks.append(
-            {
-                "check": f"{combo}: tested on every sample of the task once",
-                "passed": sorted(pred["sample"]) == sorted(data.sample_ids) if complete else False,
-            }
-        )
-        checks.append(
-            {"check": f"{combo}: all {len(outcome['folds'])} folds finished", "passed": complete}
-        )
-        row = {
-            "model": spec.model,
-            "task": spec.task,
-            "modalities": "+".join(spec.modalities),
-            "protocol": spec.protocol,
-            "samples": spec.samples,
-            "complete": complete,
-            "epochs": spec.epochs,
-            "seed": spec.seed,
-            "config_hash": config_hash,
-            **summarise(pred, data.class_names, n_boot=config.n_boot, seed=spec.seed),
-        }
-        results.append(row)
-    checks.append(
-        {
-            "check": "normalisation fit on training participants only (per fold)",
-            "passed": True,
-            "detail": "mmhe.evaluation.training._Scaler.fit on the training rows of each fold",
-        }
-    )
-    stopping = [o["spec"].key() for o in outcomes if o["spec"].early_stopping]
-    checks.append(
-        {
-            "check": "no model selection or early stopping on test data",
-            "passed": True,
-            "detail": "fixed epochs for every run"
-            if not stopping
-            else "early stopping on an inner validation split of training participants "
-            f"(mmhe.evaluation.splits.inner_validation_split) for {stopping}",
-        }
-    )
-    results_frame = pd.DataFrame(results)
-    pd.concat(predictions, ignore_index=True).to_parquet(
-        run_dir / "predictions.parquet", index=False
-    )
-    pd.DataFrame(fold_rows).to_parquet(run_dir / "folds.parquet", index=False)
-    (run_dir / "audit.json").write_text(
-        json.dumps({"passed": all(c["passed"] for c in checks), "checks": checks}, indent=2)
-    )
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "title": config.title,
-                "store": str(store_path),
-                "config_hash": config_hash,
-                "config": config.model_dump(mode="json"),
-                "classes": {t: d.class_names for (t, _), d in tasks.items()},
-                "notes": config.notes,
-                "device": device,
-            },
-            indent=2,
-        )
-    )
-    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2))
-    results_frame.round(3).to_csv(run_dir / "results.csv", index=False)
-    (run_dir / "results.md").write_text(
-        f"# {config.title}\n\nPooled over all folds (MEGC convention); 95 % CIs from a "
-        "bootstrap over participants; per-participant accuracy is mean ± SD over "
-        "participants.\n\n" + markdown_table(paper_table(results_frame)) + "\n"
-    )
-    return results_frame
+def inputs_for(specs: list[RunSpec], key: tuple[str, str]) -> list[str]:
+    """Every input any run of one (task, samples) reads."""
+    return sorted({n for s in specs if (s.task, s.samples) == key for n in s.inputs().values()})

@@ -6,6 +6,12 @@
   expression of one stimulus clip lands on both sides (pitfall 3 of
   ``references.md``); pass the stimulus marker as the trial id to keep each clip on one
   side for every participant (pitfall 4);
+- `leave_stimulus_out`: one fold per stimulus clip, for every participant at once: the
+  held-out clip was never seen in training, by anyone;
+- `subject_stimulus_kfold`: a k x k grid of (participant fold, stimulus fold): test
+  samples come from held-out participants watching held-out clips, training samples
+  from the other participants watching the other clips (samples mixing the two are in
+  neither side of that fold), so neither the person nor the clip is known;
 - `inner_validation_split`: a validation set of TRAINING participants for early
   stopping (pitfall 1: never the test fold);
 - `audit_split`: checks one fold and raises `LeakageError` on a leak.
@@ -142,6 +148,65 @@ def trial_kfold(
     yield from _folds_from_assignment(trials, assignment, k)
 
 
+def leave_stimulus_out(stimuli: Sequence[Any] | np.ndarray) -> Iterator[Fold]:
+    """One fold per stimulus clip (sorted), the clip held out for every participant.
+
+    stimuli : (N,) stimulus marker of every sample (the clip an expression or trial
+        belongs to). Participants appear on both sides by design (a subject-dependent,
+        stimulus-independent protocol); combine with `subject_stimulus_kfold` to hold
+        out both. For the trial task the class is the clip's category, so a category
+        with one clip in the data cannot be learned when that clip is held out.
+    """
+    labels = _as_labels(stimuli, "stimuli")
+    units = np.unique(labels)
+    if units.size < 2:
+        raise ConfigError("leave-stimulus-out needs at least two stimulus clips")
+    for f, unit in enumerate(units):
+        test = np.flatnonzero(labels == unit)
+        train = np.flatnonzero(labels != unit)
+        yield Fold(f, train, test, (unit.item(),))
+
+
+def subject_stimulus_kfold(
+    groups: Sequence[Any] | np.ndarray,
+    stimuli: Sequence[Any] | np.ndarray,
+    k: int = 3,
+    seed: int = 0,
+) -> Iterator[Fold]:
+    """k x k folds holding out participants AND stimulus clips at once.
+
+    Participants are dealt into k folds (`group_kfold`, balanced, seeded) and clips into
+    k folds (shuffled with ``seed``, round-robin). Fold (a, b), index a * k + b, tests
+    the samples of participant fold a watching clip fold b and trains on the samples of
+    the other participants watching the other clips; every sample is tested exactly
+    once over the k^2 folds (a cell without samples yields no fold, so indices may skip).
+    ``test_groups`` holds the test participants.
+    """
+    people = _as_labels(groups, "groups")
+    clips = _as_labels(stimuli, "stimuli")
+    if people.shape != clips.shape:
+        raise ConfigError("groups and stimuli must have the same length")
+    units = np.unique(clips)
+    if not 2 <= k <= min(units.size, np.unique(people).size):
+        raise ConfigError(
+            f"subject_stimulus_kfold needs 2 <= k <= {min(units.size, np.unique(people).size)}"
+            f" (participants and clips), got k={k}"
+        )
+    person_fold = np.empty(people.size, dtype=np.int64)
+    for fold in group_kfold(people, k, seed):
+        person_fold[fold.test_idx] = fold.index
+    order = np.random.default_rng([int(seed), 1]).permutation(units.size)
+    clip_of = {units[u].item(): position % k for position, u in enumerate(order)}
+    clip_fold = np.array([clip_of[c] for c in clips.tolist()])
+    for a in range(k):
+        for b in range(k):
+            test = np.flatnonzero((person_fold == a) & (clip_fold == b))
+            train = np.flatnonzero((person_fold != a) & (clip_fold != b))
+            if test.size == 0:
+                continue
+            yield Fold(a * k + b, train, test, tuple(u.item() for u in np.unique(people[test])))
+
+
 def inner_validation_split(
     train_idx: np.ndarray,
     groups: Sequence[Any] | np.ndarray,
@@ -171,22 +236,34 @@ def audit_split(
     fold: Fold,
     groups: Sequence[Any] | np.ndarray,
     trials: Sequence[Any] | np.ndarray | None = None,
+    stimuli: Sequence[Any] | np.ndarray | None = None,
+    participants_disjoint: bool | None = None,
 ) -> dict[str, Any]:
     """Check one fold; return the audit record, raise `LeakageError` on any failure.
 
     Participant protocols (``trials`` None): train and test participants must be
     disjoint. Trial protocols (``trials`` given): train and test trials must be
-    disjoint (participants may appear on both sides, by design). Always: both sides
-    non-empty, indices in range, no index twice, no index on both sides.
+    disjoint (participants may appear on both sides, by design). ``stimuli`` given:
+    train and test stimulus clips must be disjoint too (leave-stimulus-out and the
+    subject-and-stimulus grid); ``participants_disjoint`` forces the participant check
+    on or off (default: on unless ``trials`` or ``stimuli`` is given). Always: both
+    sides non-empty, indices in range, no index twice, no index on both sides.
     """
     labels = _as_labels(groups, "groups")
     n = labels.size
     train = np.asarray(fold.train_idx, dtype=np.int64)
     test = np.asarray(fold.test_idx, dtype=np.int64)
-    unit_labels = labels if trials is None else _as_labels(trials, "trials")
+    if participants_disjoint is None:
+        participants_disjoint = trials is None and stimuli is None
+    if participants_disjoint or (trials is None and stimuli is None):
+        unit_labels, unit = labels, "participant"
+    elif trials is not None:
+        unit_labels, unit = _as_labels(trials, "trials"), "trial"
+    else:
+        unit_labels, unit = _as_labels(stimuli, "stimuli"), "stimulus"
     if unit_labels.size != n:
-        raise ConfigError("groups and trials must have the same length")
-    unit = "participant" if trials is None else "trial"
+        raise ConfigError(f"groups and {unit} labels must have the same length")
+    units_name = {"participant": "participants", "trial": "trials", "stimulus": "stimuli"}[unit]
     checks = {
         "train_nonempty": train.size > 0,
         "test_nonempty": test.size > 0,
@@ -206,20 +283,29 @@ def audit_split(
     train_units = np.unique(unit_labels[train])
     test_units = np.unique(unit_labels[test])
     shared = np.intersect1d(train_units, test_units)
-    checks[f"{unit}s_disjoint"] = shared.size == 0
+    checks[f"{units_name}_disjoint"] = shared.size == 0
+    shared_clips = np.zeros(0)
+    if stimuli is not None:
+        clips = _as_labels(stimuli, "stimuli")
+        if clips.size != n:
+            raise ConfigError("groups and stimuli must have the same length")
+        shared_clips = np.intersect1d(np.unique(clips[train]), np.unique(clips[test]))
+        checks["stimuli_disjoint"] = shared_clips.size == 0
     record: dict[str, Any] = {
         "fold": int(fold.index),
         "unit": unit,
         "n_train": int(train.size),
         "n_test": int(test.size),
-        f"n_train_{unit}s": int(train_units.size),
-        f"n_test_{unit}s": int(test_units.size),
-        f"test_{unit}s": [u.item() for u in test_units],
-        f"shared_{unit}s": [u.item() for u in shared],
+        f"n_train_{units_name}": int(train_units.size),
+        f"n_test_{units_name}": int(test_units.size),
+        f"test_{units_name}": [u.item() for u in test_units],
+        f"shared_{units_name}": [u.item() for u in shared],
         "n_train_participants": int(np.unique(labels[train]).size),
         "n_test_participants": int(np.unique(labels[test]).size),
         "checks": {name: bool(ok) for name, ok in checks.items()},
     }
+    if stimuli is not None:
+        record["shared_stimuli"] = [u.item() for u in shared_clips]
     record["passed"] = all(record["checks"].values())
     if not record["passed"]:
         failed = [name for name, ok in record["checks"].items() if not ok]
@@ -227,9 +313,11 @@ def audit_split(
         if shared.size:
             in_test = int(np.isin(unit_labels[test], shared).sum())
             detail = (
-                f"; {unit}s on both sides: {[u.item() for u in shared][:10]}"
+                f"; {units_name} on both sides: {[u.item() for u in shared][:10]}"
                 f" ({in_test} test samples)"
             )
+        if shared_clips.size:
+            detail += f"; stimulus clips on both sides: {[u.item() for u in shared_clips][:10]}"
         raise LeakageError(
             f"fold {fold.index} fails {', '.join(failed)}{detail}; rebuild the split with "
             f"mmhe.evaluation.splits instead of editing index arrays by hand"

@@ -81,6 +81,7 @@ import torch.nn.functional as F
 import torch.utils.deterministic
 
 from mmhe.errors import ConfigError
+from mmhe.evaluation.audit import audit_fits
 from mmhe.evaluation.device import resolve_device, to_device
 from mmhe.evaluation.splits import Fold, audit_split, group_kfold, inner_validation_split
 from mmhe.models import (
@@ -260,13 +261,25 @@ class _Scaler:
 
 @dataclass
 class _Prepared:
-    """Normalised float32 inputs plus presence information."""
+    """Normalised float32 inputs plus presence information and the scalers' fit records."""
 
     train: Any
     test: Any
     present_train: np.ndarray  # (n, M) bool for dict inputs, (n,) bool for arrays
     present_test: np.ndarray
     modalities: tuple[str, ...] | None
+    fits: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _scaler_record(scaler: _Scaler, rows: np.ndarray, modality: str | None) -> dict[str, Any]:
+    """What a z-score saw: its training rows and its statistics (for `mmhe.evaluation.audit`)."""
+    return {
+        "what": "z-score (and NaN imputation with its mean)",
+        "modality": modality,
+        "rows": np.asarray(rows, dtype=np.int64),
+        "mean": None if scaler.mean is None else np.asarray(scaler.mean).reshape(-1),
+        "axis": scaler.axis,
+    }
 
 
 def _presence(X: ArrayInput) -> np.ndarray:
@@ -291,16 +304,26 @@ def _prepare(
             raise ConfigError("train and test inputs must have the same modalities")
         modalities = tuple(X_train)
         train, test = {}, {}
+        fits: list[dict[str, Any]] = []
         for m in modalities:
             xtr, xte = np.asarray(X_train[m]), np.asarray(X_test[m])
             axis = _norm_axis_for(xtr) if normalize and spec.norm_axis is not None else None
-            scaler = _Scaler(axis).fit(xtr[fit_mask & ~_missing_rows(xtr)])
+            rows = np.flatnonzero(fit_mask & ~_missing_rows(xtr))
+            scaler = _Scaler(axis).fit(xtr[rows])
             train[m], test[m] = scaler.transform(xtr), scaler.transform(xte)
-        return _Prepared(train, test, _presence(X_train), _presence(X_test), modalities)
+            if scaler.mean is not None:
+                fits.append(_scaler_record(scaler, rows, m))
+        return _Prepared(train, test, _presence(X_train), _presence(X_test), modalities, fits)
     xtr, xte = np.asarray(X_train), np.asarray(X_test)
-    scaler = _Scaler(spec.norm_axis if normalize else None).fit(xtr[fit_mask & ~_missing_rows(xtr)])
+    rows = np.flatnonzero(fit_mask & ~_missing_rows(xtr))
+    scaler = _Scaler(spec.norm_axis if normalize else None).fit(xtr[rows])
     return _Prepared(
-        scaler.transform(xtr), scaler.transform(xte), _presence(X_train), _presence(X_test), None
+        scaler.transform(xtr),
+        scaler.transform(xte),
+        _presence(X_train),
+        _presence(X_test),
+        None,
+        [_scaler_record(scaler, rows, None)] if scaler.mean is not None else [],
     )
 
 
@@ -414,7 +437,11 @@ def _train_torch(
         if best_state is not None:
             model.load_state_dict(best_state)
         proba = _predict(model, x_test, n_test, device=settings.device)
-    info = {"epochs_trained": epochs_run, "best_epoch": best_epoch or epochs_run}
+    info = {
+        "epochs_trained": epochs_run,
+        "best_epoch": best_epoch or epochs_run,
+        "n_validation_used": 0 if y_val is None else len(y_val),
+    }
     if best_state is not None:
         info["best_validation_loss"] = best_loss
     return proba, info
@@ -550,6 +577,9 @@ def fit_predict(
         prepared = _prepare(spec, X_train, X_test, settings.normalize, fit_rows)
         proba = np.tile(prior, (n_test, 1))
         info = {}
+        fits = [*prepared.fits, {"what": "model", "rows": fit_rows}]
+        if settings.early_stopping:
+            fits.append({"what": "early stopping (validation loss)", "rows": val_rows})
         if fit_rows.size and predictable.any():
             test_rows = np.flatnonzero(predictable)
             shape = (
@@ -567,6 +597,16 @@ def fit_predict(
                 model = build_model(model_name, **kwargs)
                 model.fit(prepared.train[fit_rows], y_train[fit_rows])
                 proba[test_rows] = model.predict_proba(prepared.test[test_rows])
+                if getattr(model, "pipeline", None) is not None:
+                    fits.append(
+                        {
+                            "what": "model's StandardScaler",
+                            "modality": None,
+                            "rows": fit_rows,
+                            "mean": np.asarray(model.pipeline[0].mean_, dtype=np.float64),
+                            "axis": "flat",
+                        }
+                    )
             else:
                 if multimodal:
                     x_all = _to_torch(prepared.train, prepared.present_train)
@@ -594,6 +634,7 @@ def fit_predict(
             "n_validation": int(val_rows.size),
             "n_train_without_input": int((~usable).sum()),
             "n_test_without_input": int((~predictable).sum()),
+            "fits": fits,
         }
         info["missing_input"] = ~predictable
     info["seconds"] = time.perf_counter() - started
@@ -624,6 +665,8 @@ def _fit_predict_ensemble(
     present_tr = np.stack([~_missing_rows(X_train[m]) for m in ensemble.modalities], 1)
     present_te = np.stack([~_missing_rows(X_test[m]) for m in ensemble.modalities], 1)
 
+    fits: list[dict[str, Any]] = []
+
     def member_proba(m: str, tr: np.ndarray, te_x: np.ndarray, salt: int) -> np.ndarray:
         if tr.size == 0:  # no training sample has this modality: it carries no information
             return np.full((len(te_x), n_classes), 1.0 / n_classes)
@@ -649,6 +692,15 @@ def _fit_predict_ensemble(
             settings=member_settings,
             groups_train=None if groups_train is None else np.asarray(groups_train)[tr],
         )
+        for record in result.info.get("fits", []):  # member rows -> rows of X_train
+            fits.append(
+                {
+                    **record,
+                    "what": f"{member} member: {record['what']}",
+                    "modality": m,
+                    "rows": tr[np.asarray(record["rows"], dtype=np.int64)],
+                }
+            )
         return result.proba
 
     test_proba = {}
@@ -672,8 +724,10 @@ def _fit_predict_ensemble(
                 )
         ensemble.fit_meta(oof, present_tr, y_train)
         info["inner_folds"] = len(inner)
+        fits.append({"what": "stacking meta-learner", "rows": np.arange(len(y_train))})
     proba = ensemble.combine(test_proba, present_te, _prior(y_train, n_classes))
     info["missing_input"] = ~present_te.any(axis=1)
+    info["fits"] = fits
     return proba, info
 
 
@@ -911,6 +965,32 @@ def _train_multifold_ststnet(
             "best_epoch": int(best_epoch[i]) if settings.early_stopping else int(epochs_run[i]),
             "seconds": seconds,
             "folds_in_group": n_folds,
+            "fits": (  # sample indices into X (global), for mmhe.evaluation.audit
+                [
+                    {
+                        "what": "z-score (and NaN imputation with its mean)",
+                        "modality": None,
+                        "rows": np.flatnonzero(member[i]),
+                        "mean": mean[i],
+                        "axis": 1,
+                        "global": True,
+                    }
+                ]
+                if settings.normalize
+                else []
+            )
+            + [{"what": "model", "rows": np.flatnonzero(member[i]), "global": True}]
+            + (
+                [
+                    {
+                        "what": "early stopping (validation loss)",
+                        "rows": np.flatnonzero(validation[i]),
+                        "global": True,
+                    }
+                ]
+                if settings.early_stopping
+                else []
+            ),
         }
         results.append((proba, info))
     return results
@@ -1020,10 +1100,22 @@ def _run_fold_group(
                 groups_train=groups[fold.train_idx],
                 settings=settings,
             )
+            result.info["fits"] = [
+                _to_global(record, fold.train_idx) for record in result.info.get("fits", [])
+            ]
             out.append((fold.index, result.proba, result.info))
         return out
     finally:
         torch.set_num_threads(previous)
+
+
+def _to_global(record: dict[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
+    """A fit record with rows of the fold's training arrays -> sample indices into X
+    (-1 for a row that is not one of the fold's training samples)."""
+    rows = np.asarray(record["rows"], dtype=np.int64)
+    inside = (rows >= 0) & (rows < train_idx.size)
+    mapped = np.where(inside, train_idx[np.clip(rows, 0, max(train_idx.size - 1, 0))], -1)
+    return {**record, "rows": mapped, "global": True}
 
 
 def _fold_table(
@@ -1054,6 +1146,25 @@ def _fold_table(
     return table
 
 
+def _protocol_units(
+    groups: np.ndarray,
+    trials: np.ndarray | None,
+    stimuli: np.ndarray | None,
+    participants_disjoint: bool | None,
+) -> dict[str, np.ndarray]:
+    """The labels a protocol keeps apart (as `audit_split` decides them)."""
+    if participants_disjoint is None:
+        participants_disjoint = trials is None and stimuli is None
+    units: dict[str, np.ndarray] = {}
+    if participants_disjoint:
+        units["participants"] = groups
+    if trials is not None:
+        units["trials"] = np.asarray(trials)
+    if stimuli is not None:
+        units["stimuli"] = np.asarray(stimuli)
+    return units
+
+
 def run_folds(
     model_name: str,
     X: ArrayInput,
@@ -1073,6 +1184,8 @@ def run_folds(
     normalize: bool = True,
     model_kw: Mapping[str, Any] | None = None,
     trials: np.ndarray | None = None,
+    stimuli: np.ndarray | None = None,
+    participants_disjoint: bool | None = None,
     engine: str = "auto",
     folds_per_group: int | None = None,
     client: Any = None,
@@ -1083,7 +1196,8 @@ def run_folds(
 
     X : (N, ...) array or {modality: (N, ...)} dict; y : (N,) int labels; groups : (N,)
         participants. folds : `Fold` list from `mmhe.evaluation.splits` (audited first;
-        pass ``trials`` for trial-grouped protocols, where participants may be shared).
+        pass ``trials`` for trial-grouped protocols, where participants may be shared,
+        and ``stimuli`` for stimulus-grouped ones; see `audit_split`).
     engine : "auto" (multi-fold for STSTNet on an array, else sequential),
         "multifold" or "sequential".
     folds_per_group : folds trained together in one task (multi-fold engine; default
@@ -1091,7 +1205,8 @@ def run_folds(
     client : None runs every group in this process; a ``distributed.Client`` runs the
         groups as tasks on its workers (inputs are scattered once).
     on_fold_done : called with (fold index, its prediction rows, its info) as soon as
-        the fold's group finishes (for incremental saving and resuming).
+        the fold's group finishes (for incremental saving and resuming). The info holds
+        ``fit_audit``: `mmhe.evaluation.audit.audit_fits` of every fitted piece.
     device : where torch models train: "auto" (CUDA when present), "cpu", "cuda".
         The multi-fold engine runs on the CPU; with a GPU, "auto" picks the sequential
         engine instead.
@@ -1099,7 +1214,8 @@ def run_folds(
     Returns a DataFrame with columns participant, sample, y_true, y_pred, true_class,
     pred_class (class names), prob_<class> ..., missing_input, fold, model, sorted by
     fold then sample; ``attrs`` holds
-    "audit" (one `audit_split` record per fold), "folds" (per-fold info: n_train,
+    "audit" (per fold: the `audit_split` record with the fit audit under "fits"),
+    "folds" (per-fold info: n_train,
     n_test, n_fit, n_validation, epochs_trained, seconds, ...), "settings", "engine"
     and "class_names".
     """
@@ -1115,7 +1231,8 @@ def run_folds(
     names = [str(c) for c in (class_names if class_names is not None else range(k))]
     if len(names) != k:
         raise ConfigError(f"{len(names)} class names for {k} classes")
-    audit = [audit_split(f, groups, trials) for f in folds]
+    audit = [audit_split(f, groups, trials, stimuli, participants_disjoint) for f in folds]
+    units = _protocol_units(groups, trials, stimuli, participants_disjoint)
     settings = resolve_settings(
         model_name,
         epochs=epochs,
@@ -1157,7 +1274,9 @@ def run_folds(
         for index, proba, info in results:
             fold = by_index[index]
             table = _fold_table(fold, proba, info, y, groups, names, model_name)
-            info = {key: v for key, v in info.items() if key != "missing_input"}
+            fit_audit = audit_fits(fold, info.get("fits", []), X, groups, units)
+            info = {key: v for key, v in info.items() if key not in ("missing_input", "fits")}
+            info["fit_audit"] = fit_audit
             info |= {
                 "fold": index,
                 "test_groups": list(fold.test_groups),
@@ -1200,6 +1319,9 @@ def run_folds(
         ]
         for future in as_completed(futures):
             collect(future.result())
+    for record, fold in zip(audit, folds, strict=True):
+        record["fits"] = infos[fold.index]["fit_audit"]
+        record["passed"] = bool(record["passed"] and record["fits"]["passed"])
     predictions = pd.concat([tables[f.index] for f in folds], ignore_index=True)
     predictions = predictions.sort_values(["fold", "sample"], kind="stable").reset_index(drop=True)
     predictions.attrs = {

@@ -1,8 +1,12 @@
 """Batch drivers: features of every expression and trial of a store, cached in the store.
 
 Results go to ``STORE/<version>/features/<modality>-<hash>/`` where the hash covers the
-feature parameters, the store version and the format; a changed parameter computes a new
-folder, an unchanged one is reused. Participants run in parallel through Dask (a local
+feature parameters (EEG band table included), the store version and the feature code
+version (`FEATURE_FORMAT`); a changed parameter computes a new folder, an unchanged one
+is reused. Inside it, each participant's part records the provenance key of the stored
+participant it was computed from (`mmhe.store.provenance`): after a re-ingest changed a
+participant, only that participant's features are recomputed, and `load_features`
+refuses features older than the store. Participants run in parallel through Dask (a local
 cluster by default, ``scheduler="sync"`` in this process, or a scheduler address), each
 written atomically (temporary folder, then rename); a failure on one sample becomes a
 row of ``issues.parquet`` with its reason and never stops the batch.
@@ -18,7 +22,11 @@ Per participant, ``participants/<sid>/``:
   V^2/Hz, NaN after an expression's last window) + ``eeg.parquet``, and the same for
   whole trials (``eeg_trial.npy``);
 - physio: ``physio.parquet`` (one row per expression, NeuroKit2 features) and
-  ``physio_trial.parquet``.
+  ``physio_trial.parquet``;
+- eeg_raw: ``eeg_raw.npy`` (expressions x 1 x channels x samples, float32 volts, the
+  filtered, re-referenced EEG resampled to 128 Hz in a fixed window; NaN outside the
+  trial) + ``eeg_raw.parquet``, and ``eeg_raw_trial.npy`` (a fixed span of each trial),
+  for end-to-end EEG models such as EEGNet (`mmhe.features.eeg_raw`).
 """
 
 from __future__ import annotations
@@ -36,9 +44,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmhe.features.bands import FIVE_BANDS
 from mmhe.features.windows import EEG_WINDOW, PHYSIO_WINDOW, window_bounds
 
 MODALITIES = ("face", "eeg", "physio")
+"""Modalities `compute_features` makes by default; ``eeg_raw`` is made when a benchmark
+or a user asks for it."""
+ALL_MODALITIES = (*MODALITIES, "eeg_raw")
 ID_COLUMNS = (
     "expression_id",
     "subject_id",
@@ -87,6 +99,28 @@ class EEGFeatureConfig(BaseModel):
     trial_max_windows: int = Field(240, ge=1, description="windows kept per trial")
     start: tuple[str, float] = EEG_WINDOW.start
     end: tuple[str, float] = EEG_WINDOW.end
+    bands: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(FIVE_BANDS), description="band name -> (fmin, fmax) Hz"
+    )
+
+
+class EEGRawFeatureConfig(BaseModel):
+    """Raw EEG windows for end-to-end models (EEGNet: 128 Hz, Lawhern et al. 2018).
+
+    The EEG is filtered and re-referenced as for band power, resampled to ``sfreq``, and
+    cut into fixed windows: ``length_s`` from ``start`` (anchor, seconds) around each
+    expression; for trials, ``trial_length_s`` from ``trial_start_s`` after the marker.
+    """
+
+    sfreq: float = Field(128.0, gt=0)
+    l_freq: float = 1.0
+    h_freq: float = 40.0
+    notch: float | None = 50.0
+    exclude: tuple[str, ...] = ("M1", "M2")
+    start: tuple[str, float] = ("onset", -0.5)
+    length_s: float = Field(2.0, gt=0)
+    trial_start_s: float = Field(0.0, ge=0)
+    trial_length_s: float = Field(4.0, gt=0)
 
 
 class PhysioFeatureConfig(BaseModel):
@@ -108,6 +142,7 @@ class FeatureConfig(BaseModel):
     face: FaceFeatureConfig = FaceFeatureConfig()
     eeg: EEGFeatureConfig = EEGFeatureConfig()
     physio: PhysioFeatureConfig = PhysioFeatureConfig()
+    eeg_raw: EEGRawFeatureConfig = EEGRawFeatureConfig()
 
     def key(self, modality: str, store_version: str) -> str:
         payload = json.dumps(
@@ -214,13 +249,16 @@ def _span(bounds) -> tuple[int, int]:
 def _log_band_power(
     segment: np.ndarray, sfreq: float, config: EEGFeatureConfig, max_windows: int
 ) -> tuple[np.ndarray, int]:
-    from mmhe.features.eeg import FIVE_BANDS, band_power
+    from mmhe.features.eeg import band_power
 
-    out = np.full((max_windows, segment.shape[0], len(FIVE_BANDS)), np.nan, np.float32)
+    out = np.full((max_windows, segment.shape[0], len(config.bands)), np.nan, np.float32)
     n = min(max_windows, int(segment.shape[1] // round(config.window_s * sfreq)))
     if n:
         power = band_power(
-            segment[:, : n * round(config.window_s * sfreq)], sfreq, window_s=config.window_s
+            segment[:, : n * round(config.window_s * sfreq)],
+            sfreq,
+            bands=config.bands,
+            window_s=config.window_s,
         )
         out[:n] = np.log10(np.maximum(power, 1e-30))
     return out, n
@@ -240,7 +278,9 @@ def _eeg(store, sid: str, expressions: pd.DataFrame, config: EEGFeatureConfig):
         if n_channels is None:
             n_channels = data.shape[0]
             expr_out = np.full(
-                (len(expressions), config.max_windows, n_channels, 5), np.nan, np.float32
+                (len(expressions), config.max_windows, n_channels, len(config.bands)),
+                np.nan,
+                np.float32,
             )
         features, n = _log_band_power(data, sfreq, config, config.trial_max_windows)
         trial_out.append(features)
@@ -273,9 +313,10 @@ def _eeg(store, sid: str, expressions: pd.DataFrame, config: EEGFeatureConfig):
                         "the EEG window leaves the trial; clipped",
                     )
                 )
+    n_bands = len(config.bands)
     if expr_out is None:
-        expr_out = np.zeros((len(expressions), config.max_windows, 0, 5), np.float32)
-    trials_array = np.stack(trial_out) if trial_out else np.zeros((0, 0, 0, 5), np.float32)
+        expr_out = np.zeros((len(expressions), config.max_windows, 0, n_bands), np.float32)
+    trials_array = np.stack(trial_out) if trial_out else np.zeros((0, 0, 0, n_bands), np.float32)
     return expr_out, expr_windows, trials_array, np.asarray(trial_windows), trials, issues, channels
 
 
@@ -403,13 +444,17 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
 
 
 def _participant(
-    store_path: str, sid: str, modality: str, config: FeatureConfig, out_dir: str
+    store_path: str, sid: str, modality: str, config: FeatureConfig, out_dir: str, store_key: str
 ) -> dict[str, Any]:
+    """Features of one participant, unless its part was made from the same stored
+    participant (``store_key``); a stale part is replaced."""
     from mmhe.store import MMHEStore
 
     final = Path(out_dir) / "participants" / sid
-    if final.exists():
-        return json.loads((final / "summary.json").read_text())
+    if (final / "summary.json").is_file():
+        summary = json.loads((final / "summary.json").read_text())
+        if summary.get("store_key") == store_key:
+            return summary
     started = time.perf_counter()
     store = MMHEStore(store_path)
     expressions = store.expressions(participant=sid, located=True)
@@ -442,19 +487,44 @@ def _participant(
         merged = table.merge(features, on="expression_id", how="left") if len(features) else table
         merged.to_parquet(tmp / "physio.parquet", index=False)
         trial_features.to_parquet(tmp / "physio_trial.parquet", index=False)
+    elif modality == "eeg_raw":
+        from mmhe.features.eeg_raw import eeg_raw_windows
+
+        windows = eeg_raw_windows(store, sid, expressions, config.eeg_raw)
+        (tmp / "eeg_raw_channels.json").write_text(json.dumps(windows.channels))
+        np.save(tmp / "eeg_raw.npy", windows.expressions)
+        np.save(tmp / "eeg_raw_trial.npy", windows.trials)
+        table["ok"] = windows.expression_ok
+        table.to_parquet(tmp / "eeg_raw.parquet", index=False)
+        windows.trial_table.to_parquet(tmp / "eeg_raw_trial.parquet", index=False)
+        issues = windows.issues
     pd.DataFrame(issues, columns=["subject_id", "sample", "code", "message"]).to_parquet(
         tmp / "issues.parquet", index=False
     )
     summary = {
         "subject_id": sid,
         "modality": modality,
+        "store_key": store_key,
         "samples": len(table),
         "issues": len(issues),
         "seconds": round(time.perf_counter() - started, 3),
     }
     (tmp / "summary.json").write_text(json.dumps(summary))
-    os.replace(tmp, final)
+    if final.exists():  # made from an older version of this participant: replace it
+        stale = final.with_name(f".old-{sid}-{os.getpid()}")
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     return summary
+
+
+def store_keys(store) -> dict[str, str]:
+    """{participant: provenance key} of a store (`mmhe.store.provenance`; "" for stores
+    written before keys existed)."""
+    recorded = store.manifest.get("participants", {})
+    return {sid: recorded.get(sid, {}).get("input_key", "") for sid in store.participant_ids()}
 
 
 def feature_dir(store, modality: str, config: FeatureConfig | None = None) -> Path:
@@ -476,28 +546,34 @@ def compute_features(
     """Compute (or reuse) the features of every participant; returns {modality: folder}.
 
     One run writes a store's features at a time (`mmhe.store.lock.StoreLock`; another run
-    waits `wait_s` seconds, then refuses); a cache that misses participants added to the
-    store since is completed, not reused as it is.
+    waits `wait_s` seconds, then refuses). A participant's part is reused only when it was
+    made from the same stored participant (its provenance key); parts of participants
+    added or re-ingested since are computed, parts of removed ones deleted.
     """
+    from mmhe.errors import ConfigError
     from mmhe.parallel import run_tasks
     from mmhe.store import MMHEStore
     from mmhe.store.lock import StoreLock
 
     store = MMHEStore(store_path)
     config = config or FeatureConfig()
-    ids = store.participant_ids()
+    unknown = sorted(set(modalities) - set(ALL_MODALITIES))
+    if unknown:
+        raise ConfigError(f"unknown feature modality {unknown}; use {', '.join(ALL_MODALITIES)}")
+    keys = store_keys(store)
     folders, tasks = {}, []
-    with StoreLock(store.path, command="features", wait_s=wait_s) as lock:
+    with StoreLock(store.path, command="features", wait_s=wait_s):
         for modality in modalities:
             folder = feature_dir(store, modality, config)
             folders[modality] = folder
-            complete = folder / "complete.json"
-            if complete.is_file():
-                if set(ids) <= set(json.loads(complete.read_text()).get("participants", [])):
-                    continue
-                complete.unlink()  # participants added since: compute theirs, keep the rest
+            if _complete(folder) == keys:
+                continue
+            (folder / "complete.json").unlink(missing_ok=True)
             (folder / "participants").mkdir(parents=True, exist_ok=True)
-            lock.clean_leftovers(folder / "participants")
+            for leftover in (folder / "participants").iterdir():
+                if leftover.name.startswith((".tmp-", ".old-")) or leftover.name not in keys:
+                    # a killed run (we hold the lock), or a participant gone from the store
+                    shutil.rmtree(leftover, ignore_errors=True)
             (folder / "config.json").write_text(
                 json.dumps(
                     {
@@ -509,13 +585,22 @@ def compute_features(
                 )
             )
             tasks += [
-                (_participant, str(store.path), sid, modality, config, str(folder)) for sid in ids
+                (_participant, str(store.path), sid, modality, config, str(folder), key)
+                for sid, key in keys.items()
             ]
         run_tasks(tasks, scheduler, n_workers, progress)
         for folder in folders.values():
-            if not (folder / "complete.json").is_file():
-                (folder / "complete.json").write_text(json.dumps({"participants": ids}))
+            if _complete(folder) != keys:
+                (folder / "complete.json").write_text(json.dumps({"participants": keys}))
     return folders
+
+
+def _complete(folder: Path) -> dict[str, str] | None:
+    """{participant: store key} a finished feature folder was made from (None: unfinished)."""
+    if not (folder / "complete.json").is_file():
+        return None
+    recorded = json.loads((folder / "complete.json").read_text()).get("participants")
+    return recorded if isinstance(recorded, dict) else None
 
 
 def load_features(
@@ -541,11 +626,23 @@ def load_features(
 
     store = MMHEStore(store_path)
     folder = feature_dir(store, modality, config)
-    if not (folder / "complete.json").is_file():
+    made_from = _complete(folder)
+    if made_from is None:
         raise InputFileError(
             folder,
             f"no {modality} features for these parameters",
             f"run `mmhe features {store_path} --modality {modality}`",
+        )
+    current = store_keys(store)
+    if made_from != current:
+        changed = sorted(
+            sid for sid in set(made_from) | set(current) if made_from.get(sid) != current.get(sid)
+        )
+        raise InputFileError(
+            folder,
+            f"{modality} features are older than the store (participants changed since: "
+            f"{', '.join(changed[:10])})",
+            f"run `mmhe features {store_path} --modality {modality}` to update them",
         )
     name = f"{modality}_trial" if trial else modality
     tables, arrays = [], []

@@ -50,15 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mmhe.errors import ConfigError
-
-FIVE_BANDS: dict[str, tuple[float, float]] = {
-    "delta": (1.0, 4.0),
-    "theta": (4.0, 8.0),
-    "alpha": (8.0, 13.0),
-    "beta": (13.0, 30.0),
-    "gamma": (30.0, 47.0),
-}
-"""The five EEG bands of the published baseline, in Hz (edges inclusive)."""
+from mmhe.features.bands import FIVE_BANDS
 
 BaselineMode = Literal["ratio", "db", "zscore", "mean"]
 

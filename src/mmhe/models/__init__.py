@@ -8,7 +8,8 @@
 Names: visual "ststnet", "offapexnet", "rcna", "featref" (input (N, 3, 28, 28) flow
 image); EEG "eeg_tcn" ((N, T windows, channels x 5 bands)) and "eegnet" ((N, 1,
 channels, samples)); physiology "physio_mlp" ((N, features)); classical "svm",
-"logreg" (any (N, ...) table); fusion "early_fusion", "cross_attention" (dict of
+"logreg" (any (N, ...) table); chance references "majority" and "stratified" (ignore
+their input; every benchmark table carries them); fusion "early_fusion", "cross_attention" (dict of
 modalities), "late_fusion", "stacking" (per-modality member models).
 Visual "mmhe_net" (the dataset paper's own network) takes (N, 3, 128, 128).
 
@@ -38,7 +39,13 @@ from math import prod
 from typing import Any
 
 from mmhe.errors import ConfigError
-from mmhe.models.classical import LogisticRegressionClassifier, SklearnModel, SVMClassifier
+from mmhe.models.classical import (
+    LogisticRegressionClassifier,
+    MajorityBaseline,
+    SklearnModel,
+    StratifiedBaseline,
+    SVMClassifier,
+)
 from mmhe.models.eeg import EEGTCN, EEGNet
 from mmhe.models.fusion import (
     CrossModalAttentionFusion,
@@ -60,6 +67,7 @@ __all__ = [
     "LateFusion",
     "LogisticRegressionClassifier",
     "MMHENet",
+    "MajorityBaseline",
     "ModelSpec",
     "MultiFoldSTSTNet",
     "OffApexNet",
@@ -68,6 +76,7 @@ __all__ = [
     "SVMClassifier",
     "SklearnModel",
     "StackingFusion",
+    "StratifiedBaseline",
     "TrainingDefaults",
     "build_model",
     "focal_loss",
@@ -102,14 +111,17 @@ class ModelSpec:
         (N, 1, C, S), "features" (N, F), "table" (N, ...), "multimodal" (dict),
         "array" (a registered one-modality model: whatever that modality's array is).
     norm_axis : axis with its own z-score (None: the model scales its own input).
+    paper : the source the model implements (paper or library).
     example_shape : a per-sample input shape for a quick forward pass (dict for
         multimodal models).
-    modalities : modalities the model accepts (registered models; () = not declared).
+    declared_modalities : modalities a registered model accepts (() = derived from input).
     source : where the factory comes from ("mmhe" for the baselines, else
         ``module.qualname`` of the registered factory).
     accepts : constructor keywords the factory takes (None: any, it has ``**kwargs``);
         the engine leaves out the standard ones (n_classes, input_shape, seed) it does
         not take.
+    `modalities` are the store modalities the model can take (declared, else derived
+    from ``input``).
     """
 
     name: str
@@ -120,7 +132,7 @@ class ModelSpec:
     paper: str
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     example_shape: Any = None
-    modalities: tuple[str, ...] = ()
+    declared_modalities: tuple[str, ...] = ()
     source: str = "mmhe"
     accepts: frozenset[str] | None = None
 
@@ -128,6 +140,16 @@ class ModelSpec:
     def registered(self) -> bool:
         """True for a model added with `register` (not one of the baselines)."""
         return self.source != "mmhe"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Store modalities this model takes: ("face",), ("eeg",), ("physio",), all three
+        for tables and fusion, () for the chance baselines (they ignore their input)."""
+        if self.declared_modalities:
+            return self.declared_modalities
+        if self.name in CHANCE_BASELINES:
+            return ()
+        return INPUT_MODALITIES.get(self.input, ("face", "eeg", "physio"))
 
     def shape_kwargs(self, shape: Any) -> dict[str, Any]:
         """Constructor arguments implied by the input: an array shape (N, ...) or, for
@@ -155,6 +177,27 @@ class ModelSpec:
             return {"input_shapes": {m: tuple(s[1:]) for m, s in shape.items()}}
         return {}
 
+
+INPUT_MODALITIES: dict[str, tuple[str, ...]] = {
+    "flow_image": ("face",),
+    "eeg_sequence": ("eeg",),
+    "eeg_raw": ("eeg",),
+    "features": ("physio",),
+    "table": ("face", "eeg", "physio"),
+    "multimodal": ("face", "eeg", "physio"),
+}
+"""Input layout -> the store modalities that can feed it (``eeg_raw``: raw EEG windows,
+``eeg_sequence``: band-power windows; both come from the store's EEG)."""
+INPUT_DESCRIPTIONS: dict[str, str] = {
+    "flow_image": "optical-flow image (N, 3, 28, 28)",
+    "eeg_sequence": "EEG band-power windows (N, T, channels x bands)",
+    "eeg_raw": "raw EEG windows at 128 Hz (N, 1, channels, samples)",
+    "features": "feature vector (N, F)",
+    "table": "any table (N, ...), flattened",
+    "multimodal": "dict {modality: array}",
+}
+CHANCE_BASELINES: tuple[str, ...] = ("majority", "stratified")
+"""Registry names of the chance references added to every benchmark table."""
 
 _FLOW = (3, 28, 28)
 _SPECS: dict[str, ModelSpec] = {
@@ -251,6 +294,24 @@ _SPECS: dict[str, ModelSpec] = {
             None,
             "scikit-learn LogisticRegression",
             example_shape=(32,),
+        ),
+        ModelSpec(
+            "majority",
+            MajorityBaseline,
+            "sklearn",
+            "table",
+            None,
+            "scikit-learn DummyClassifier(strategy='most_frequent')",
+            example_shape=(1,),
+        ),
+        ModelSpec(
+            "stratified",
+            StratifiedBaseline,
+            "sklearn",
+            "table",
+            None,
+            "scikit-learn DummyClassifier(strategy='stratified')",
+            example_shape=(1,),
         ),
         ModelSpec(
             "early_fusion",
@@ -390,7 +451,7 @@ def register(
         norm_axis,  # type: ignore[arg-type]
         description or "registered model",
         defaults or TrainingDefaults(),
-        modalities=modalities,
+        declared_modalities=modalities,
         source=f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '?')}",
         accepts=_accepted_keywords(factory),
     )

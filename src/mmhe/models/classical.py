@@ -1,6 +1,7 @@
-"""Classical baselines: scikit-learn SVM and logistic regression on any feature table.
+"""Classical baselines: scikit-learn SVM and logistic regression on any feature table,
+and the chance references every results table carries (majority class, stratified random).
 
-Both are pipelines ``StandardScaler -> classifier``, so the scaling is fit on the
+All are pipelines ``StandardScaler -> classifier``, so the scaling is fit on the
 training data only, every time `fit` is called. Inputs of any shape (N, ...) are
 flattened to (N, features). `predict_proba` always returns ``n_classes`` columns in
 class-index order, with zeros for a class absent from the training data (a LOSO fold
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -125,3 +127,32 @@ class LogisticRegressionClassifier(SklearnModel):
             ),
             n_classes,
         )
+
+
+class ChanceBaseline(SklearnModel):
+    """A reference row that ignores its input: scikit-learn `DummyClassifier`.
+
+    strategy : "most_frequent" (the majority class of the training fold; probabilities
+        are the training class frequencies) or "stratified" (random labels drawn with the
+        training class frequencies, seeded). Fit on the training fold only, like every
+        model, so the baseline of a LOSO fold never sees the held-out participant.
+    """
+
+    def __init__(self, n_classes: int = 3, strategy: str = "most_frequent", seed: int = 0) -> None:
+        if strategy not in ("most_frequent", "stratified"):
+            raise ConfigError(f"unknown baseline strategy {strategy!r}")
+        super().__init__(DummyClassifier(strategy=strategy, random_state=seed), n_classes)
+
+
+class MajorityBaseline(ChanceBaseline):
+    """Always the training fold's most frequent class."""
+
+    def __init__(self, n_classes: int = 3, seed: int = 0) -> None:
+        super().__init__(n_classes, "most_frequent", seed)
+
+
+class StratifiedBaseline(ChanceBaseline):
+    """Random labels with the training fold's class frequencies (seeded)."""
+
+    def __init__(self, n_classes: int = 3, seed: int = 0) -> None:
+        super().__init__(n_classes, "stratified", seed)

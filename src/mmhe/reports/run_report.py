@@ -182,6 +182,7 @@ def render_report(
     )
     html = environment.get_template("report.html.j2").render(
         title=run["config"].get("title", "mmhe benchmark report"),
+        interval=run["config"].get("interval", "95 % CIs from a bootstrap over participants"),
         mmhe_version=__version__,
         run_dir=str(run_dir),
         incomplete=incomplete,
@@ -199,7 +200,9 @@ def render_report(
     markdown = out.with_suffix(".md")
     markdown.write_text(
         f"# {run['config'].get('title', 'mmhe benchmark report')}\n\n"
-        "Pooled over all folds (MEGC convention); 95 % CIs by bootstrap over participants.\n\n"
+        "Pooled over all folds (MEGC convention); "
+        + run["config"].get("interval", "95 % CIs by bootstrap over participants")
+        + ".\n\n"
         + markdown_table(display)
         + f"\n\nLeakage audit: {'passed' if audit_ok else 'FAILED'}.\n",
         encoding="utf-8",

@@ -13,8 +13,13 @@ Store layout::
 
 Participants run in parallel through Dask: a local cluster by default, or an existing
 scheduler (``scheduler="tcp://host:8786"``); ``scheduler="sync"`` runs in this process.
-A participant folder that exists is complete (it was renamed into place at the end), so a
-re-run skips it and finishes the rest. One run writes a store version at a time
+A participant folder that exists is complete (it was renamed into place at the end).
+Its ``summary.json`` holds its provenance key (`mmhe.store.provenance`: raw file
+hashes, camera listing, coding rows, parameters, ingest code version): a re-run skips a
+participant whose key is unchanged, recomputes one whose inputs changed (the new folder
+replaces the old), and removes the folder of a participant no longer in the raw tree.
+The manifest records every participant's key and the store's ``content_key``, which the
+feature cache and the benchmark key on. One run writes a store version at a time
 (`StoreLock`, ``.mmhe.lock`` with the holder's pid and host); temporary folders carry the
 run's id, and leftovers of killed runs are removed only while holding the lock.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,21 +43,17 @@ from mmhe.annotations.coding_file import TABLE_COLUMNS
 from mmhe.annotations.parsing import subject_key
 from mmhe.errors import ConfigError
 from mmhe.parallel import run_tasks
-from mmhe.store.config import IngestConfig
+from mmhe.store.config import STORE_FORMAT, IngestConfig
 from mmhe.store.layout import Discovery, Layout, ParticipantFiles, discover
 from mmhe.store.lock import StoreLock
-from mmhe.store.participant import (
-    file_digest,
-    folder_digest,
-    inspect_participant,
-    write_participant,
-)
+from mmhe.store.participant import file_digest, inspect_participant, write_participant
 from mmhe.store.problems import (
     coding_issue_records,
     issue_frame,
     load_coding,
     participants_table_records,
 )
+from mmhe.store.provenance import content_key, input_fingerprints, participant_key
 from mmhe.store.redact import Redactor, name_redactor
 
 
@@ -72,14 +74,25 @@ def _ingest_one(
     redact: Redactor,
     tmp_name: str,
 ) -> dict[str, Any]:
-    """Inspect and write one participant; runs on a Dask worker. Returns its summary.
+    """Inspect and write one participant (unless its provenance key is unchanged); runs
+    on a Dask worker. Returns its summary.
 
     tmp_name : this run's temporary folder name (see `StoreLock.temp_name`), renamed into
         place when the participant is complete.
     """
     final = version_dir / "participants" / subject_id
-    if final.exists():
-        return json.loads((final / "summary.json").read_text())
+    previous = None
+    if (final / "summary.json").is_file():
+        previous = json.loads((final / "summary.json").read_text())
+    inputs = input_fingerprints(
+        files.inputs(),
+        files.camera,
+        lambda p: redact(_relative(p, root)),
+        None if previous is None else previous.get("inputs"),
+    )
+    key = participant_key(subject_id, inputs, rows, config.model_dump(), STORE_FORMAT)
+    if previous is not None and previous.get("input_key") == key:
+        return previous
     started = time.perf_counter()
     found = inspect_participant(files, subject_id, rows, config)
     found.clean = lambda f: replace(
@@ -91,21 +104,9 @@ def _ingest_one(
         )
     tmp = version_dir / "participants" / tmp_name
     counts = write_participant(found, tmp, config)
-    inputs = [
-        {"path": redact(_relative(p, root)), "bytes": p.stat().st_size, "blake2b": file_digest(p)}
-        for p in files.inputs()
-    ]
-    if files.camera is not None:
-        size, digest = folder_digest(files.camera)
-        inputs.append(
-            {
-                "path": redact(_relative(files.camera, root)),
-                "bytes": size,
-                "listing_blake2b": digest,
-            }
-        )
     summary = {
         "subject_id": subject_id,
+        "input_key": key,
         "status": "error" if found.has_errors else "ok",
         "modalities": [
             m
@@ -125,7 +126,13 @@ def _ingest_one(
         "warnings": sum(f.severity == "warning" for f in found.findings),
     }
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, final)
+    if final.exists():  # inputs changed: the new folder replaces the old one
+        stale = final.with_name(f".old-{subject_id}-{os.getpid()}")
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     return summary
 
 
@@ -181,6 +188,12 @@ def ingest(
 
         (version_dir / "participants").mkdir(parents=True, exist_ok=True)
         lock.clean_leftovers(version_dir / "participants")
+        for leftover in (version_dir / "participants").glob(".old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        current = set(sid_of.values())
+        for folder in (version_dir / "participants").iterdir():
+            if folder.is_dir() and not folder.name.startswith(".") and folder.name not in current:
+                shutil.rmtree(folder)  # no longer in the raw tree: derived data, removed
         table = coding_rows(coding)
         orphans = orphan_rows(table, sid_of.values())
         tasks = []
@@ -239,7 +252,7 @@ def _manifest(version_dir, config, found, raw, coding, summaries, orphans, start
     not_located = int(sum(s["counts"].get("not_located", 0) for s in summaries))
     return {
         "mmhe_version": __version__,
-        "store_format": 1,
+        "store_format": STORE_FORMAT,
         "version": version_dir.name,
         "parameters": config.model_dump(),
         "coding_file": None
@@ -249,9 +262,19 @@ def _manifest(version_dir, config, found, raw, coding, summaries, orphans, start
             "bytes": found.coding_file.stat().st_size,
             "blake2b": file_digest(found.coding_file),
         },
+        "content_key": content_key({s["subject_id"]: s["input_key"] for s in summaries}),
         "participants": {
             s["subject_id"]: {
-                k: s[k] for k in ("status", "modalities", "counts", "inputs", "errors", "warnings")
+                k: s[k]
+                for k in (
+                    "input_key",
+                    "status",
+                    "modalities",
+                    "counts",
+                    "inputs",
+                    "errors",
+                    "warnings",
+                )
             }
             for s in summaries
         },
