@@ -447,6 +447,19 @@ def _train_torch(
     return proba, info
 
 
+def _pipeline_scaler_mean(model: Any) -> np.ndarray | None:
+    """The fitted mean of the first scaler in a scikit-learn model's pipeline (a user's
+    pipeline may nest it or have none); None when there is none."""
+    pipeline = getattr(model, "pipeline", None)
+    for step in getattr(pipeline, "steps", []):
+        estimator = step[1]
+        if hasattr(estimator, "steps"):  # a nested pipeline
+            estimator = estimator.steps[0][1]
+        if hasattr(estimator, "mean_") and estimator.mean_ is not None:
+            return np.asarray(estimator.mean_, dtype=np.float64).reshape(-1)
+    return None
+
+
 def _initialise_lazy(model: torch.nn.Module, x_fit: Any, device: torch.device) -> None:
     """Run one forward pass without gradients when the model has lazy modules (e.g.
     `torch.nn.LazyLinear` in a registered model), so the optimiser sees real parameters."""
@@ -597,13 +610,14 @@ def fit_predict(
                 model = build_model(model_name, **kwargs)
                 model.fit(prepared.train[fit_rows], y_train[fit_rows])
                 proba[test_rows] = model.predict_proba(prepared.test[test_rows])
-                if getattr(model, "pipeline", None) is not None:
+                scaler_mean = _pipeline_scaler_mean(model)
+                if scaler_mean is not None:
                     fits.append(
                         {
                             "what": "model's StandardScaler",
                             "modality": None,
                             "rows": fit_rows,
-                            "mean": np.asarray(model.pipeline[0].mean_, dtype=np.float64),
+                            "mean": scaler_mean,
                             "axis": "flat",
                         }
                     )
