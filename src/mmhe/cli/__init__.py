@@ -40,6 +40,7 @@ from mmhe.cli import benchmark_commands as _benchmark_commands  # noqa: E402,F40
 from mmhe.cli import demo_commands as _demo_commands  # noqa: E402,F401
 from mmhe.cli import feature_commands as _feature_commands  # noqa: E402,F401
 from mmhe.cli import report_commands as _report_commands  # noqa: E402,F401
+from mmhe.cli import spot_commands as _spot_commands  # noqa: E402,F401
 from mmhe.cli import store_commands as _store_commands  # noqa: E402,F401
 from mmhe.cli import synth as _synth  # noqa: E402,F401
 

@@ -32,6 +32,11 @@ def ingest_command(
     frame_context: int = typer.Option(10, help="Frames kept before onset and after offset."),
     frame_size: int | None = typer.Option(None, help="Longest side of stored frames (px)."),
     grey: bool = typer.Option(False, help="Store grey frames instead of colour."),
+    video_size: int | None = typer.Option(
+        None,
+        help="Also store every frame of every trial as SIZE x SIZE grey face crops "
+        "(whole-trial videos for `mmhe spot`; e.g. 128).",
+    ),
 ) -> None:
     """Turn a raw tree into an analysis-ready store: trials, expression windows, face frames."""
     from mmhe.store import IngestConfig, ingest, validate_store
@@ -41,6 +46,7 @@ def ingest_command(
         frame_context=frame_context,
         frame_size=frame_size,
         frame_color="grey" if grey else "rgb",
+        video_size=video_size,
     )
     console = make_console()
     with Progress(

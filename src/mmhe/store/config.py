@@ -21,6 +21,9 @@ class IngestConfig(BaseModel):
     frame_size : longest side in pixels of stored face frames (None keeps the original).
     frame_color : ``rgb`` or ``grey``.
     include_rest : keep the rest block (marker 100) as a trial.
+    video_size : side in pixels of the grey face crops of every frame of every trial
+        stored for spotting (`mmhe.store.videos`; e.g. 128); None stores no whole-trial
+        videos.
     """
 
     trial_padding_s: float = Field(0.0, ge=0.0)
@@ -28,8 +31,15 @@ class IngestConfig(BaseModel):
     frame_size: int | None = Field(None, gt=8)
     frame_color: Literal["rgb", "grey"] = "rgb"
     include_rest: bool = True
+    video_size: int | None = Field(None, ge=16, le=1024)
 
     def version(self) -> str:
-        """``v-`` + the first 10 hex digits of a hash of the parameters and store format."""
-        payload = json.dumps({"format": STORE_FORMAT, **self.model_dump()}, sort_keys=True)
+        """``v-`` + the first 10 hex digits of a hash of the parameters and store format.
+
+        ``video_size`` enters the hash only when set, so stores made before it existed
+        keep their version."""
+        exclude = {"video_size"} if self.video_size is None else set()
+        payload = json.dumps(
+            {"format": STORE_FORMAT, **self.model_dump(exclude=exclude)}, sort_keys=True
+        )
         return "v-" + hashlib.sha256(payload.encode()).hexdigest()[:10]

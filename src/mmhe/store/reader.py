@@ -155,6 +155,13 @@ class MMHEStore:
         subject_id = expression_id.rsplit("-r", 1)[0]
         return self._group(subject_id)["frames"][expression_id][...]
 
+    def video(self, subject_id: str, trial_index: int):
+        """Whole-trial face video (`mmhe.store.videos.TrialVideo`, lazy), if ingested
+        with ``video_size``."""
+        from mmhe.store.videos import trial_video
+
+        return trial_video(self, subject_id, trial_index)
+
     def eeg_trial(self, subject_id: str, trial_index: int) -> np.ndarray:
         """One trial's EEG, channels x samples (padding removed)."""
         trial = self.trials(participant=subject_id).set_index("trial_index").loc[trial_index]
