@@ -74,7 +74,7 @@ def recognise_intervals(
         test_subject = part["participant"].iloc[0]
         train_subjects = sorted(set(videos["subject_id"]) - {test_subject})
         train = inputs.view(f"recognition-fold{fold}-train", train_subjects)
-        test = inputs.view(f"recognition-fold{fold}-test", [test_subject])
+        test = inputs.view(f"recognition-fold{fold}-test", [test_subject], labels=False)
         known = train.truth()
         known = known[known["label"] != OTHER]
         if not len(known):

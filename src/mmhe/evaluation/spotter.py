@@ -157,8 +157,9 @@ class AuditedInputs:
     truth : intervals with a ``video`` column (the participant comes from `videos`).
 
     `view(allowed)` gives an object with the same reading methods that raises
-    `LeakageError` for a video of any other participant; every participant read through
-    any view is recorded in `reads` (view name -> set of participants).
+    `LeakageError` for a video of any other participant (and, for the test side, for
+    the truth); every participant read through any view is recorded in `reads` (view
+    name -> set of participants).
     """
 
     def __init__(
@@ -171,8 +172,10 @@ class AuditedInputs:
         self._truth = truth
         self.reads: dict[str, set[str]] = {}
 
-    def view(self, name: str, allowed: Iterable[str]) -> _View:
-        return _View(self, name, frozenset(allowed))
+    def view(self, name: str, allowed: Iterable[str], *, labels: bool = True) -> _View:
+        """A reader restricted to `allowed` participants; ``labels=False`` (test side)
+        also refuses the truth."""
+        return _View(self, name, frozenset(allowed), labels)
 
     def _get(self, name: str, allowed: frozenset[str], video: str) -> Any:
         owner = self._owner.get(video)
@@ -194,6 +197,7 @@ class _View:
     source: AuditedInputs
     name: str
     allowed: frozenset[str]
+    labels: bool = True
 
     def videos(self) -> list[str]:
         table = self.source.videos
@@ -206,6 +210,8 @@ class _View:
         return self.source._get(self.name, self.allowed, video)
 
     def truth(self) -> pd.DataFrame:
+        if not self.labels:
+            raise LeakageError(f"{self.name}: the test side's true intervals are not readable")
         videos = set(self.videos())
         self.source.reads.setdefault(self.name, set()).update(self.allowed)
         return self.source._truth[self.source._truth["video"].isin(videos)]
@@ -390,7 +396,7 @@ def run_loso(
         (test_subject,) = fold.test_groups
         train_subjects = sorted(set(groups[fold.train_idx]))
         train_view = inputs.view(f"fold{fold.index}-train", train_subjects)
-        test_view = inputs.view(f"fold{fold.index}-test", [test_subject])
+        test_view = inputs.view(f"fold{fold.index}-test", [test_subject], labels=False)
         found, info = spotter(train_view, test_view, fold.index)
         read = inputs.reads.get(train_view.name, set())
         audit = {

@@ -17,7 +17,8 @@ ACM MM 2022):
 2. Region motion. Each facial region (`facial_regions`: brows, eyes, nose, cheeks,
    mouth corners, chin) is tracked from block t to block t + lag with pyramidal
    Lucas-Kanade optical flow (`cv2.calcOpticalFlowPyrLK`, a grid of windows of up to
-   21 x 21 px per region at S = 128, 3 pyramid levels); its displacement is the median
+   21 x 21 px per region at S = 128, one pyramid level above the full resolution: between
+   blocks the face moves a few pixels at most); its displacement is the median
    over its windows. Lags: 0.2, 0.4, 0.6, 0.9, 1.3 and 1.8 s.
    Head motion is removed by subtracting a reference displacement. The published
    spotters take the nose region as the reference; on the synthetic planted set the
@@ -139,7 +140,7 @@ class FlowSpotConfig(BaseModel):
     lags_s: tuple[float, ...] = (0.2, 0.4, 0.6, 0.9, 1.3, 1.8)
     detect_lags_s: tuple[float, float] = (0.2, 0.6)
     window: int = Field(21, ge=5)
-    pyramid: int = Field(2, ge=0, le=5)
+    pyramid: int = Field(1, ge=0, le=5)
     min_eigen: float = Field(1e-4, gt=0)
     smooth: int = Field(3, ge=1)
 
@@ -251,14 +252,15 @@ def facial_regions(
 def block_average(frames: ArrayLike, stride: int) -> NDArray[np.uint8]:
     """Average consecutive frames in blocks of `stride` (a trailing partial block is dropped).
 
-    frames : (n, H, W) uint8. Returns (n // stride, H, W) uint8 (rounded means).
+    frames : (n, H, W) uint8. Returns (n // stride, H, W) uint8: the means rounded half
+    up, computed exactly in integers.
     """
     frames = np.asarray(frames)
     n = (len(frames) // stride) * stride
     if stride == 1:
         return np.ascontiguousarray(frames[:n], dtype=np.uint8)
-    blocks = frames[:n].reshape(n // stride, stride, *frames.shape[1:]).mean(axis=1)
-    return np.rint(blocks).astype(np.uint8)
+    sums = frames[:n].reshape(n // stride, stride, *frames.shape[1:]).sum(axis=1, dtype=np.uint16)
+    return ((sums + stride // 2) // stride).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -308,10 +310,9 @@ class _Tracker:
     def n_windows(self) -> int:
         return sum(len(points) for _, points in self.calls)
 
-    def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Displacement (dx, dy) of each region from `first` to `second`, (R, 2): the
-        median over its windows (a window that loses track does not move the region);
-        NaN where every window failed."""
+    def window_shifts(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Displacement (dx, dy) of every window from `first` to `second`, (n_windows,
+        2) float32, NaN where a window lost track."""
         shifts = []
         for side, points in self.calls:
             moved, status, _ = cv2.calcOpticalFlowPyrLK(
@@ -324,16 +325,28 @@ class _Tracker:
                 criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.01),
                 minEigThreshold=self.min_eigen,
             )
-            shift = (moved - points).reshape(-1, 2).astype(np.float64)
+            shift = (moved - points).reshape(-1, 2)
             shift[status.ravel() != 1] = np.nan
             shifts.append(shift)
-        shifts.append(np.full((1, 2), np.nan))  # slot -1
-        gathered = np.sort(np.concatenate(shifts)[self.slots], axis=1)  # NaN sort last
-        valid = np.isfinite(gathered).sum(axis=1)  # (R, 2)
-        low = np.take_along_axis(gathered, np.maximum(valid - 1, 0)[:, None] // 2, axis=1)
-        high = np.take_along_axis(gathered, valid[:, None] // 2 - (valid[:, None] == 0), axis=1)
-        median = 0.5 * (low + high)[:, 0]
-        return np.where(valid > 0, median, np.nan)
+        return np.concatenate(shifts)
+
+    def regions(self, shifts: np.ndarray) -> np.ndarray:
+        """Median over each region's windows: (..., n_windows, 2) -> (..., R, 2) float64,
+        NaN where every window of a region failed (vectorised over leading axes)."""
+        shifts = np.asarray(shifts, dtype=np.float64)
+        padded = np.concatenate([shifts, np.full((*shifts.shape[:-2], 1, 2), np.nan)], axis=-2)
+        gathered = np.sort(padded[..., self.slots, :], axis=-2)  # (..., R, W, 2), NaN last
+        valid = np.isfinite(gathered).sum(axis=-2, keepdims=True)  # (..., R, 1, 2)
+        low = np.take_along_axis(gathered, np.maximum(valid - 1, 0) // 2, axis=-2)
+        high = np.take_along_axis(gathered, valid // 2 - (valid == 0), axis=-2)
+        median = (0.5 * (low + high))[..., 0, :]
+        return np.where(valid[..., 0, :] > 0, median, np.nan)
+
+    def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Displacement (dx, dy) of each region from `first` to `second`, (R, 2): the
+        median over its windows (a window that loses track does not move the region);
+        NaN where every window failed."""
+        return self.regions(self.window_shifts(first, second))
 
 
 def _odd(value: float) -> int:
@@ -565,13 +578,14 @@ def frame_scores(
         regions, _odd(config.window * size / REFERENCE_SIZE), config.pyramid, config.min_eigen
     )
     n_blocks = n_frames // stride
-    motion = np.full((len(lags), n_blocks, len(regions), 2), np.nan)
+    windows = np.full((len(lags), n_blocks, tracker.n_windows, 2), np.nan, np.float32)
     recent: deque[np.ndarray] = deque(maxlen=max(lags) + 1)
     for t, block in enumerate(_blocks(video, stride, chunk_frames)):
         recent.append(block)
         for j, lag in enumerate(lags):
             if t >= lag:
-                motion[j, t - lag] = tracker(recent[-1 - lag], block)
+                windows[j, t - lag] = tracker.window_shifts(recent[-1 - lag], block)
+    motion = tracker.regions(windows)  # one vectorised median over all blocks and lags
     with warnings.catch_warnings():  # an all-NaN slice (no region tracked) stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         head = np.nanmedian(motion, axis=2)
