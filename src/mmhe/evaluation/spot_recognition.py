@@ -69,6 +69,15 @@ def recognise_intervals(
     inputs = AuditedInputs(videos, lambda v: store.video(*owner[v]), truth)
     intervals = intervals.copy()
     intervals["emotion"] = pd.Series([None] * len(intervals), dtype=object)
+    images: dict[tuple[str, int, int], np.ndarray] = {}  # label-free: shared by the folds
+
+    def image(view, video: str, onset: int, apex: int) -> np.ndarray:
+        frames = view[video]  # every read goes through the audited view
+        key = (video, int(onset), int(apex))
+        if key not in images:
+            images[key] = _flow(frames, int(onset), int(apex))
+        return images[key]
+
     folds = []
     for fold, part in intervals.groupby("fold", sort=True):
         test_subject = part["participant"].iloc[0]
@@ -89,9 +98,9 @@ def recognise_intervals(
                 }
             )
             continue
-        x_train = np.stack([_flow(train[r.video], r.onset, r.apex) for r in known.itertuples()])
+        x_train = np.stack([image(train, r.video, r.onset, r.apex) for r in known.itertuples()])
         y_train = np.asarray([CLASSES.index(c) for c in known["label"]])
-        x_test = np.stack([_flow(test[r.video], r.onset, r.apex) for r in part.itertuples()])
+        x_test = np.stack([image(test, r.video, r.onset, r.apex) for r in part.itertuples()])
         result = fit_predict(
             RECOGNITION_MODEL,
             x_train,
