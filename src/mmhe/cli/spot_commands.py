@@ -48,6 +48,8 @@ def spot_command(
         raise typer.BadParameter(f"--protocol must be loso, got {protocol!r}")
     if export_coding is not None and export_coding.suffix.lower() not in (".xlsx", ".csv"):
         raise typer.BadParameter("--export-coding must end in .xlsx or .csv")
+    if pseudonyms is not None and not pseudonyms.is_file():
+        raise ConfigError(f"{pseudonyms}: pseudonym mapping not found")
     config = SpotConfig(method=method, protocol=protocol, recognise=recognise, seed=seed)
     opened = MMHEStore(store)
     console = make_console()
@@ -90,8 +92,6 @@ def spot_command(
         mapping = pseudonyms or opened.path.parent.with_name(
             opened.path.parent.name + ".pseudonyms.csv"
         )
-        if pseudonyms is not None and not pseudonyms.is_file():
-            raise ConfigError(f"{pseudonyms}: pseudonym mapping not found")
         names = PseudonymMap.load(mapping) if mapping.is_file() else None
         written = export_coding_sheet(
             opened, pd.read_csv(out / "intervals.csv"), export_coding, names=names

@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmhe.errors import ConfigError
-from mmhe.evaluation.splits import Fold, LeakageError, audit_split, loso
+from mmhe.evaluation.splits import LeakageError, audit_split, loso
 from mmhe.evaluation.spotting import (
     as_intervals,
     counts_to_scores,
@@ -426,8 +426,3 @@ def run_loso(
         columns = [*INTERVAL_COLUMNS, "fold", "subject_id"]
         run.intervals = pd.concat(parts, ignore_index=True)[columns]
     return run
-
-
-def folds_of(videos: pd.DataFrame) -> list[Fold]:
-    """The LOSO folds of a video table (for inspection)."""
-    return list(loso(videos["subject_id"].to_numpy(dtype=str)))

@@ -7,7 +7,8 @@
 - `mmhe.features.windows`: sample bounds of windows locked to expressions and trials.
 - `mmhe.features.face`, `mmhe.features.flow`: face segmentation, alignment, optical flow.
 - `mmhe.features.spotting`: head-free motion of facial regions in long trial videos (the
-  frame scores of expression spotting).
+  frame scores of expression spotting); `mmhe.features.face_regions`: the regions, from
+  68 landmarks or from the face box.
 
 Import the submodule you need (``from mmhe.features import eeg``); this package imports
 none of them, so importing one modality never pulls in the others' dependencies.
