@@ -42,6 +42,7 @@ from mmhe.cli import export_commands as _export_commands  # noqa: E402,F401
 from mmhe.cli import feature_commands as _feature_commands  # noqa: E402,F401
 from mmhe.cli import record_commands as _record_commands  # noqa: E402,F401
 from mmhe.cli import report_commands as _report_commands  # noqa: E402,F401
+from mmhe.cli import spot_commands as _spot_commands  # noqa: E402,F401
 from mmhe.cli import store_commands as _store_commands  # noqa: E402,F401
 from mmhe.cli import synth as _synth  # noqa: E402,F401
 from mmhe.cli._errors import install as _install_clean_errors  # noqa: E402

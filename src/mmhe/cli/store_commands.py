@@ -49,6 +49,11 @@ def ingest_command(
         0.0, help="Seconds to wait for another run writing the same store (default: refuse)."
     ),
     strict: bool = typer.Option(False, "--strict", help="Exit code 1 on warnings too."),
+    video_size: int | None = typer.Option(
+        None,
+        help="Also store every frame of every trial as SIZE x SIZE grey face crops "
+        "(whole-trial videos for `mmhe spot`; e.g. 128).",
+    ),
 ) -> None:
     """Turn a raw tree into an analysis-ready store: trials, expression windows, face frames.
 
@@ -67,11 +72,13 @@ def ingest_command(
             "trial_padding_s": "--padding",
             "frame_context": "--frame-context",
             "frame_size": "--frame-size",
+            "video_size": "--video-size",
         },
         trial_padding_s=padding,
         frame_context=frame_context,
         frame_size=frame_size,
         frame_color="grey" if grey else "rgb",
+        video_size=video_size,
     )
     chosen = scheduler_value(scheduler)
     found = discover(raw, layout, prefer=prefer)

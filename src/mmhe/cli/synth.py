@@ -36,13 +36,19 @@ def _size(n_bytes: float) -> str:
 @app.command("synth")
 def synth(
     out: Path = typer.Argument(..., help="Output folder (empty, or an interrupted run to resume)."),
-    preset: str = typer.Option("demo", help="tiny | demo | full-shape"),
+    preset: str = typer.Option("demo", help="tiny | demo | spotting | full-shape"),
     seed: int = typer.Option(0, help="Random seed: same seed and options -> identical files."),
     subjects: int | None = typer.Option(None, help="Number of participants."),
     clips: int | None = typer.Option(None, help="Stimulus clips per participant (1-48)."),
     strength: float | None = typer.Option(None, help="Class-signal strength (0 = no signal)."),
     eeg_format: str | None = typer.Option(None, help="set | edf | bdf | vhdr"),
     clean: bool = typer.Option(False, "--clean", help="No quirks in the coding file or tree."),
+    long_videos: bool | None = typer.Option(
+        None,
+        "--long-videos/--no-long-videos",
+        help="Write every frame of every run, with blinks, head moves and lighting drift "
+        "(for spotting; default: the preset's choice).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty folder."),
     workers: int | None = typer.Option(None, help="Participants written in parallel (Dask)."),
     scheduler: str | None = typer.Option(
@@ -88,6 +94,7 @@ def synth(
             strength=strength,
             eeg_format=eeg_format,
             clean=clean or None,
+            long_videos=long_videos,
             workers=workers,
         )
     groups: dict[str, list[int]] = defaultdict(list)

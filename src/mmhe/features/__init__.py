@@ -9,6 +9,9 @@
   `mmhe.features.alignment`, `mmhe.features.flow`: face detection, 68 landmarks, the
   face-only mask, alignment of an expression's frames, optical flow (`frames` and
   `registration` hold their shared pieces).
+- `mmhe.features.spotting`: head-free motion of facial regions in long trial videos (the
+  frame scores of expression spotting); `mmhe.features.face_regions`: the regions, from
+  68 landmarks or from the face box.
 
 Import the submodule you need (``from mmhe.features import eeg``); this package imports
 none of them, so importing one modality never pulls in the others' dependencies.

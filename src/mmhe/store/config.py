@@ -25,6 +25,9 @@ class IngestConfig(BaseModel):
     keep_continuous_eeg : also store the whole EEG session (``eeg_continuous``), for
         filtering and ICA before epoching (`MMHEStore.raw`); about the size of the EEG
         file again.
+    video_size : side in pixels of the grey face crops of every frame of every trial
+        stored for spotting (`mmhe.store.videos`; e.g. 128); None stores no whole-trial
+        videos.
     """
 
     model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
@@ -35,8 +38,15 @@ class IngestConfig(BaseModel):
     frame_color: Literal["rgb", "grey"] = "rgb"
     include_rest: bool = True
     keep_continuous_eeg: bool = True
+    video_size: int | None = Field(None, ge=16, le=1024)
 
     def version(self) -> str:
-        """``v-`` + the first 10 hex digits of a hash of the parameters and store format."""
-        payload = json.dumps({"format": STORE_FORMAT, **self.model_dump()}, sort_keys=True)
+        """``v-`` + the first 10 hex digits of a hash of the parameters and store format.
+
+        ``video_size`` enters the hash only when set, so stores made before it existed
+        keep their version."""
+        exclude = {"video_size"} if self.video_size is None else set()
+        payload = json.dumps(
+            {"format": STORE_FORMAT, **self.model_dump(exclude=exclude)}, sort_keys=True
+        )
         return "v-" + hashlib.sha256(payload.encode()).hexdigest()[:10]

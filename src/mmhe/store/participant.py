@@ -483,9 +483,11 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
     Layout: ``{trials,expressions,events,alignment,issues,action_units}.parquet`` and
     ``arrays.zarr`` with ``eeg`` and ``physio`` (trials x channels x samples, float32, NaN
     after a trial's end, one chunk per trial), ``eeg_continuous`` (channels x samples of
-    the whole session, when ``config.keep_continuous_eeg``) and
+    the whole session, when ``config.keep_continuous_eeg``),
     ``frames/<expression_id>/image`` (frames x H x W x C, uint8, one chunk per frame),
-    each with dimension names and coordinates (`mmhe.store.zarr_arrays`).
+    each with dimension names and coordinates (`mmhe.store.zarr_arrays`); with
+    ``config.video_size`` also ``videos/<trial_index>`` (every frame of the trial as a
+    grey face crop, `mmhe.store.videos`).
     """
     import zarr
 
@@ -556,6 +558,16 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
             _write_frames(frames_group.create_group(row["expression_id"]), frames, first, found)
             expressions.loc[i, "stored_frames"] = len(frames)
             expressions.loc[i, "frames_first"] = first
+    if config.video_size and found.frames is not None and len(trials):
+        from mmhe.store.videos import write_trial_videos
+
+        counts |= write_trial_videos(
+            group,
+            found.frames,
+            trials,
+            config.video_size,
+            lambda severity, code, message: found.add(severity, code, message, found.files.camera),
+        )
     counts["expressions"] = len(expressions)
     counts["not_located"] = (
         int(expressions["locate_problem"].notna().sum()) if "locate_problem" in expressions else 0

@@ -197,6 +197,13 @@ class MMHEStore:
         group = None if expression_id is None else f"frames/{expression_id}"
         return xr.open_zarr(path, group=group, consolidated=True)
 
+    def video(self, subject_id: str, trial_index: int):
+        """Whole-trial face video (`mmhe.store.videos.TrialVideo`, lazy), if ingested
+        with ``video_size``."""
+        from mmhe.store.videos import trial_video
+
+        return trial_video(self, subject_id, trial_index)
+
     def eeg_trial(self, subject_id: str, trial_index: int) -> np.ndarray:
         """One trial's EEG, channels x samples (padding removed)."""
         trial = self.trials(participant=subject_id).set_index("trial_index").loc[trial_index]

@@ -6,6 +6,10 @@ config and seed give byte-identical files. Presets:
 - ``tiny``: 3 participants x 4 clips, 160 x 120 frames, ~20 s clips (tests, < 10 s);
 - ``demo``: 10 participants x 8 clips (one per stimulus category), 320 x 240 frames,
   enough micro-expressions per compound class for a leave-one-subject-out run;
+- ``spotting``: 6 participants x 4 clips of ~12 s plus the rest block, 192 x 144 frames,
+  ``long_videos``: every frame of every run is written (as the real recorder does), with
+  blinks, head moves and lighting drift planted beside the expressions
+  (`mmhe.synth.long_video`); the set `mmhe spot` is measured on (about 3 GB);
 - ``full-shape``: 275 participants x 42 clips at 2048 x 1088, the real dataset's shape
   (about 0.9 expressions per trial, 17 % MEs; `.tif` frames only at the coded onset,
   apex and offset, every frame in the `.avi` clips; hundreds of GB; parallel through
@@ -58,6 +62,16 @@ class SynthConfig(BaseModel):
         description="tif frames per expression: all (with context) or key (onset/apex/offset)",
     )
     clip_codec: Literal["mjpeg", "ffv1"] = Field("mjpeg", description="codec of the .avi clips")
+    long_videos: bool = Field(
+        False, description="write every frame of every run, with distractors (spotting)"
+    )
+    blinks_per_min: float = Field(10.0, ge=0, description="blink rate (long_videos only)")
+    head_moves_per_min: float = Field(
+        3.0, ge=0, description="rate of brief head moves (long_videos only)"
+    )
+    lighting_drift: float = Field(
+        0.05, ge=0, lt=0.5, description="amplitude of the slow lighting gain (long_videos only)"
+    )
     workers: int = Field(1, ge=1, description="parallel participants (Dask when > 1)")
 
     @model_validator(mode="after")
@@ -117,6 +131,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         micro_fraction=0.8,
         macro_median_s=0.9,
         expression_frames="key",  # onset/apex/offset .tif only; the .avi clips hold all
+        workers=2,
+    ),
+    "spotting": dict(
+        subjects=6,
+        clips=4,
+        clip_s=12.0,
+        rest_s=6.0,
+        width=192,
+        height=144,
+        clean=True,
+        expressions_per_clip=2.0,
+        micro_fraction=0.5,
+        macro_median_s=1.2,
+        macro_range_s=(0.6, 3.0),
+        long_videos=True,
         workers=2,
     ),
     "full-shape": dict(

@@ -83,7 +83,16 @@ _GIVEN = (
     "chen mei lan peng fei bo rui yue xue hong ming kai qian wen zi han shu"
 ).split()
 
-STREAMS = {"design": 0, "eeg": 1, "physio": 2, "camera": 3, "coding": 4, "people": 5, "biopac": 6}
+STREAMS = {
+    "design": 0,
+    "eeg": 1,
+    "physio": 2,
+    "camera": 3,
+    "coding": 4,
+    "people": 5,
+    "biopac": 6,
+    "distractors": 7,
+}
 
 
 def participant_rng(seed: int, index: int, purpose: str) -> np.random.Generator:

@@ -78,8 +78,16 @@ class SynthManifest:
         return data
 
 
+LONG_VIDEO_FIELDS = frozenset(
+    {"long_videos", "blinks_per_min", "head_moves_per_min", "lighting_drift"}
+)
+"""Fields that change nothing unless ``long_videos``: left out of the identity then, so
+trees written before they existed keep theirs (and resume)."""
+
+
 def _identity(config: SynthConfig, seed: int) -> dict[str, Any]:
-    return {"seed": seed, "config": config.model_dump(mode="json", exclude={"workers"})}
+    exclude = {"workers"} | (set() if config.long_videos else set(LONG_VIDEO_FIELDS))
+    return {"seed": seed, "config": config.model_dump(mode="json", exclude=exclude)}
 
 
 def _key(identity: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from mmhe.synth.config import SynthConfig
 from mmhe.synth.design import Session, participant_rng
 from mmhe.synth.eeg import class_gains, simulate_eeg, write_eeg
 from mmhe.synth.files import remove_temporaries, write_json
+from mmhe.synth.long_video import write_long_camera
 from mmhe.synth.physio import GRID_HZ, Body, simulate_body
 
 DONE_MARKER = ".done"
@@ -94,7 +95,11 @@ def write_participant(
     del raw
     paths.append(write_biopac(biopac, folder / "BIOPAC" / BIOPAC_FILE_NAME))
     del biopac
-    paths += write_camera(session, config, seed, folder)
+    if config.long_videos:
+        camera_paths, planted["long_video"] = write_long_camera(session, config, seed, folder)
+        paths += camera_paths
+    else:
+        paths += write_camera(session, config, seed, folder)
     record = {
         "key": key,
         "files": {p.relative_to(root).as_posix(): p.stat().st_size for p in sorted(paths)},
