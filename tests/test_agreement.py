@@ -710,7 +710,7 @@ def test_cli_writes_outputs_and_prints_tables(two_coders, tmp_path):
     assert summary["emotion_kappa"] == pytest.approx(report.emotion_kappa)
     assert summary["disagreements"]["emotion_tie"] == 2
     page = (out / "agreement.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.lower().startswith("<!doctype html>") and "<style>" in page
     assert "http" not in page and "<script" not in page and "<link" not in page
     detection = pd.read_csv(out / "detection.csv")
     assert detection["f1"].iloc[0] == pytest.approx(36 / 41)

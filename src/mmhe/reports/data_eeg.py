@@ -110,9 +110,11 @@ def class_maps(store, feature_config, column: str, samples: str = "ME") -> Class
     c, b = len(channels), len(bands)
     power_db = np.stack([10 * (np.mean(sums[k], axis=0) + DB_OFFSET) for k in classes])
     change_db = np.stack(
-        [10 * np.mean(changes[k], axis=0) if k in changes else np.full((c, b), np.nan)
-         for k in classes]
-    )  # fmt: skip
+        [
+            10 * np.mean(changes[k], axis=0) if k in changes else np.full((c, b), np.nan)
+            for k in classes
+        ]
+    )
     return ClassMaps(
         classes,
         channels,
@@ -174,9 +176,16 @@ def topomap_figure(maps: ClassMaps, which: str = "power"):
                 ax.set_axis_off()
                 continue
             image, _ = mne.viz.plot_topomap(
-                values[i, :, j], info, axes=ax, show=False, cmap=cmap, vlim=vlim,
-                contours=0, sensors=True, extrapolate="head",
-            )  # fmt: skip
+                values[i, :, j],
+                info,
+                axes=ax,
+                show=False,
+                cmap=cmap,
+                vlim=vlim,
+                contours=0,
+                sensors=True,
+                extrapolate="head",
+            )
             if i == 0:
                 ax.set_title(band, fontsize=10)
             if j == 0:

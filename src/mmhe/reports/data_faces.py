@@ -67,8 +67,10 @@ def choose_samples(
     order = {name: i for i, name in enumerate(SEVEN_EMOTIONS)}
     chosen = pd.concat(picked).drop(columns=["_micro", "_rank"], errors="ignore")
     rank = chosen[classes].map(lambda name: order.get(name, len(order)))
-    return chosen.assign(_order=rank).sort_values(["_order", classes], kind="stable").drop(
-        columns="_order"
+    return (
+        chosen.assign(_order=rank)
+        .sort_values(["_order", classes], kind="stable")
+        .drop(columns="_order")
     )
 
 
@@ -90,10 +92,13 @@ def flow_colour(flow: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     top = float(np.percentile(region, 99)) if region.size else 0.0
     value = np.clip(magnitude / top, 0, 1) if top > 0 else np.zeros_like(magnitude)
     hsv = np.stack(
-        [(angle / 2).astype(np.uint8), np.full_like(magnitude, 255, np.uint8),
-         (value * 255).astype(np.uint8)],
+        [
+            (angle / 2).astype(np.uint8),
+            np.full_like(magnitude, 255, np.uint8),
+            (value * 255).astype(np.uint8),
+        ],
         axis=-1,
-    )  # fmt: skip
+    )
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
@@ -121,9 +126,9 @@ def _timeline(position: float, apex: float, width: int) -> np.ndarray:
     """A thin bar under the face: grey track, apex tick, the current frame in blue."""
     bar = np.full((TIMELINE_PX, width, 3), 255, np.uint8)
     bar[4:6, 4 : width - 4] = 200
-    x_apex = int(round(4 + apex * (width - 9)))
+    x_apex = round(4 + apex * (width - 9))
     bar[1:9, x_apex - 1 : x_apex + 1] = (192, 57, 43)
-    x = int(round(4 + position * (width - 9)))
+    x = round(4 + position * (width - 9))
     bar[2:8, max(0, x - 3) : x + 3] = (11, 92, 173)
     return bar
 
@@ -172,9 +177,7 @@ def expression_animation(store, row, *, method: str = "dis") -> FaceSample:
         emotion=str(row.emotion),
         kind=str(row.kind),
         aus=tuple(int(a) for a in row.aus),
-        duration_ms=float(row.duration_s) * 1000.0
-        if not pd.isna(row.duration_s)
-        else math.nan,
+        duration_ms=float(row.duration_s) * 1000.0 if not pd.isna(row.duration_s) else math.nan,
         frames=np.stack(out),
         durations=durations,
         head_motion=float(motion),

@@ -44,9 +44,9 @@ class EventLocked:
 def _binned(signal: np.ndarray, centre: int, sfreq: float) -> np.ndarray:
     """Mean of `signal` in bins of BIN_S over WINDOW_S around sample `centre` (NaN
     outside the recording)."""
-    per_bin = int(round(BIN_S * sfreq))
-    first = centre + int(round(WINDOW_S[0] * sfreq))
-    n_bins = int(round((WINDOW_S[1] - WINDOW_S[0]) / BIN_S))
+    per_bin = round(BIN_S * sfreq)
+    first = centre + round(WINDOW_S[0] * sfreq)
+    n_bins = round((WINDOW_S[1] - WINDOW_S[0]) / BIN_S)
     out = np.full(n_bins * per_bin, np.nan)
     lo, hi = max(first, 0), min(first + out.size, signal.size)
     if hi > lo:
@@ -58,7 +58,7 @@ def _binned(signal: np.ndarray, centre: int, sfreq: float) -> np.ndarray:
 
 def bin_times() -> np.ndarray:
     """Bin centres (s from onset) of the curves."""
-    n_bins = int(round((WINDOW_S[1] - WINDOW_S[0]) / BIN_S))
+    n_bins = round((WINDOW_S[1] - WINDOW_S[0]) / BIN_S)
     return WINDOW_S[0] + BIN_S * (np.arange(n_bins) + 0.5)
 
 
@@ -113,9 +113,7 @@ def event_locked(store, samples: str = "ME") -> EventLocked:
             signals = {name: data[i] for i, name in enumerate(channels)}
             series = trial_series(signals, sfreq)
             conductance = (
-                _skin_conductance(signals["EDA"], sfreq)
-                if "EDA" in signals
-                else np.full(n, np.nan)
+                _skin_conductance(signals["EDA"], sfreq) if "EDA" in signals else np.full(n, np.nan)
             )
             for row in group.itertuples(index=False):
                 centre = int(row.physio_onset) - int(trial["physio_start"])
@@ -177,17 +175,27 @@ def event_figure(locked: EventLocked, column: str, order: list[str] | None = Non
             if not np.isfinite(mean[j]).any():
                 continue
             color = palette(i % 10)
-            ax.plot(locked.times, mean[j], color=color, linewidth=1.6,
-                    label=f"{name} (n = {int(n[j].max()):,})")  # fmt: skip
+            ax.plot(
+                locked.times,
+                mean[j],
+                color=color,
+                linewidth=1.6,
+                label=f"{name} (n = {int(n[j].max()):,})",
+            )
             ax.fill_between(
-                locked.times, mean[j] - se[j], mean[j] + se[j], color=color, alpha=0.2,
+                locked.times,
+                mean[j] - se[j],
+                mean[j] + se[j],
+                color=color,
+                alpha=0.2,
                 linewidth=0,
-            )  # fmt: skip
+            )
         ax.axvline(0, color="#444", linewidth=0.8, linestyle="--")
         ax.axhline(0, color="#bbb", linewidth=0.6)
         ax.set_title(title)
         ax.set_ylabel(f"change, {unit}")
         ax.set_xlabel("time from expression onset, s")
-        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                  ncol=2)  # fmt: skip
+        ax.legend(
+            fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2
+        )
     return fig

@@ -41,10 +41,17 @@ def data_section_key(store_path: str | Path) -> str:
     from mmhe.store import MMHEStore
 
     store = MMHEStore(store_path)
-    features = sorted(
-        (p.name, (p / "complete.json").stat().st_mtime_ns if (p / "complete.json").is_file() else 0)
-        for p in (store.path / "features").glob("*")
-    ) if (store.path / "features").is_dir() else []  # fmt: skip
+    features = (
+        sorted(
+            (
+                p.name,
+                (p / "complete.json").stat().st_mtime_ns if (p / "complete.json").is_file() else 0,
+            )
+            for p in (store.path / "features").glob("*")
+        )
+        if (store.path / "features").is_dir()
+        else []
+    )
     payload = {
         "format": DATA_FORMAT,
         "version": store.manifest.get("version"),
@@ -136,14 +143,15 @@ def build_data_section(
             {
                 "corpus": durations["corpus"].str.replace("^2", "²").str.replace("^3", "³"),
                 "ME duration, ms": [
-                    plus_minus(m, s) for m, s in zip(durations["mean_ms"], durations["sd_ms"], strict=True)
+                    plus_minus(m, s)
+                    for m, s in zip(durations["mean_ms"], durations["sd_ms"], strict=True)
                 ],
                 "source": durations["source"],
                 "corpus paper": durations["corpus_paper"],
             }
         ),
         wrap=["source", "corpus paper"],
-    )  # fmt: skip
+    )
     section["notes"] += stats.notes
     markdown += [
         "Figure 2 and Table 1 from the store: `figures/figure2.svg`, `figures/figure2.pdf`, "
@@ -184,7 +192,10 @@ def build_data_section(
             )
         )
     section["faces"] = face_figures
-    markdown += [f"Sample expressions: {len(face_figures)} animated GIFs in `figures/face-*.gif`.", ""]
+    markdown += [
+        f"Sample expressions: {len(face_figures)} animated GIFs in `figures/face-*.gif`.",
+        "",
+    ]
 
     # --- EEG maps
     try:
@@ -209,9 +220,8 @@ def build_data_section(
             "change": writer.add(
                 data_eeg.topomap_figure(maps, "change"),
                 "eeg-change-to-rest",
-                f"Difference to each participant's {maps.baseline or 'baseline'} block, dB (red: more "
-                "power during the expression), mean over expressions; a symmetric colour scale "
-                "per band.",
+                f"Difference to each participant's {maps.baseline} block, dB (red: more power "
+                "during the expression), mean over expressions; a symmetric colour scale per band.",
             )
             if maps.baseline
             else None,
@@ -222,9 +232,11 @@ def build_data_section(
     # --- physiology
     try:
         locked = _cached(
-            cache_dir, "physio", {**base, "samples": samples},
+            cache_dir,
+            "physio",
+            {**base, "samples": samples},
             lambda: data_physio.event_locked(store, samples),
-        )  # fmt: skip
+        )
     except Exception as exc:
         section["physio"] = None
         section["notes"].append(f"physiology around onset not drawn: {type(exc).__name__}: {exc}")
@@ -266,12 +278,17 @@ def build_data_section(
         section["sync"] = {
             "table": html_table(
                 shown,
-                formats={"drift, ppm": 1, "offset, s": 3, "median |residual|, ms": 2,
-                         "max |residual|, ms": 2, "tolerance, ms": 1},
+                formats={
+                    "drift, ppm": 1,
+                    "offset, s": 3,
+                    "median |residual|, ms": 2,
+                    "max |residual|, ms": 2,
+                    "tolerance, ms": 1,
+                },
                 wrap=["warnings"],
                 limit=60,
                 cell_class=lambda c, v: "bad" if c == "warnings" and v else None,
-            ),  # fmt: skip
+            ),
             "drift": writer.add(
                 data_sync.drift_figure(summary),
                 "sync-drift-offset",

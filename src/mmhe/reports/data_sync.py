@@ -83,9 +83,17 @@ def sync_summary(store, fps: float = CAMERA_FPS) -> SyncSummary:
         )
     fits = fits.assign(tolerance_ms=[tolerance_ms(d, fps) for d in fits["device"]])
     columns = [
-        "subject_id", "device", "drift_ppm", "offset_s", "n_matched", "n_unmatched",
-        "residual_ms_median", "residual_ms_max", "tolerance_ms", "warnings",
-    ]  # fmt: skip
+        "subject_id",
+        "device",
+        "drift_ppm",
+        "offset_s",
+        "n_matched",
+        "n_unmatched",
+        "residual_ms_median",
+        "residual_ms_max",
+        "tolerance_ms",
+        "warnings",
+    ]
     return SyncSummary(
         fits.reindex(columns=columns),
         pd.concat(residuals, ignore_index=True)
@@ -115,15 +123,26 @@ def drift_figure(summary: SyncSummary):
     panels = [(axes[0, 0], "drift_ppm", devices, "(a) clock drift against the EEG", "ppm")]
     for k, device in enumerate(devices):
         panels.append(
-            (axes[0, 1 + k], "offset_s", [device],
-             f"({'bc'[k]}) {DEVICE_NAMES[device]} clock offset", "s")
-        )  # fmt: skip
+            (
+                axes[0, 1 + k],
+                "offset_s",
+                [device],
+                f"({'bc'[k]}) {DEVICE_NAMES[device]} clock offset",
+                "s",
+            )
+        )
     size = 18 if len(people) < 60 else 7
     for ax, column, shown, title, unit in panels:
         for device in shown:
             rows = fits[fits["device"] == device]
-            ax.scatter(rows["subject_id"].map(position), rows[column], s=size,
-                       color=DEVICE_COLORS[device], label=DEVICE_NAMES[device], zorder=3)  # fmt: skip
+            ax.scatter(
+                rows["subject_id"].map(position),
+                rows[column],
+                s=size,
+                color=DEVICE_COLORS[device],
+                label=DEVICE_NAMES[device],
+                zorder=3,
+            )
         if column == "drift_ppm":
             ax.axhline(0, color="#bbb", linewidth=0.7)
             ax.legend(fontsize=8, frameon=False)
@@ -150,16 +169,43 @@ def residual_figure(summary: SyncSummary):
         values = summary.residuals.loc[
             summary.residuals["device"] == device, "residual_ms"
         ].to_numpy(float)
-        ax.boxplot(values, positions=[i], widths=0.5, vert=False, showfliers=False,
-                   medianprops={"color": "#222"})  # fmt: skip
-        ax.scatter(values, i + rng.uniform(-0.18, 0.18, values.size), s=6, alpha=0.5,
-                   color=DEVICE_COLORS[device], zorder=3)  # fmt: skip
-        tolerance = float(summary.fits.loc[summary.fits["device"] == device, "tolerance_ms"].iloc[0])
+        ax.boxplot(
+            values,
+            positions=[i],
+            widths=0.5,
+            vert=False,
+            showfliers=False,
+            medianprops={"color": "#222"},
+        )
+        ax.scatter(
+            values,
+            i + rng.uniform(-0.18, 0.18, values.size),
+            s=6,
+            alpha=0.5,
+            color=DEVICE_COLORS[device],
+            zorder=3,
+        )
+        tolerance = float(
+            summary.fits.loc[summary.fits["device"] == device, "tolerance_ms"].iloc[0]
+        )
         ax.vlines([-tolerance, tolerance], i - 0.4, i + 0.4, colors="#C0392B", linestyles="--")
-        ax.text(tolerance, i + 0.42, f" ±{tolerance:.1f} ms tolerance", color="#C0392B",
-                fontsize=7, va="bottom", ha="right")  # fmt: skip
+        ax.text(
+            tolerance,
+            i + 0.42,
+            f" ±{tolerance:.1f} ms tolerance",
+            color="#C0392B",
+            fontsize=7,
+            va="bottom",
+            ha="right",
+        )
         top = max(top, tolerance, float(np.abs(values).max()) if values.size else 0.0)
-    ax.set_yticks(range(len(devices)), [f"{DEVICE_NAMES[d]}\n({(summary.residuals['device'] == d).sum():,} markers)" for d in devices])  # noqa: E501
+    ax.set_yticks(
+        range(len(devices)),
+        [
+            f"{DEVICE_NAMES[d]}\n({(summary.residuals['device'] == d).sum():,} markers)"
+            for d in devices
+        ],
+    )
     ax.set_xlim(-1.15 * top, 1.15 * top)
     ax.set_ylim(-0.6, len(devices) - 0.2)
     ax.set_xlabel("residual of each matched marker after the drift fit, ms")

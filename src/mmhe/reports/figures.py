@@ -49,9 +49,14 @@ def _panel_a(ax, stats: DatasetStats) -> None:
         bars = ax.bar(x + offset, counts[kind], 0.4, label=kind, color=COLORS[kind])
         for bar, value in zip(bars, counts[kind], strict=True):
             ax.text(
-                bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01 * top,
-                f"{int(value):,}", ha="center", va="bottom", fontsize=6.5, rotation=90,
-            )  # fmt: skip
+                bar.get_x() + bar.get_width() / 2,
+                bar.get_height() + 0.01 * top,
+                f"{int(value):,}",
+                ha="center",
+                va="bottom",
+                fontsize=6.5,
+                rotation=90,
+            )
     ax.set_xticks(x, counts.index, rotation=30, ha="right")
     ax.set_ylim(0, top * 1.22)
     ax.set_ylabel("expressions")
@@ -68,18 +73,28 @@ def _panel_b(ax, stats: DatasetStats) -> None:
         if values.sum() <= 0:
             continue
         wedges, _ = ax.pie(
-            values, radius=outer, colors=colors, startangle=90, counterclock=False,
+            values,
+            radius=outer,
+            colors=colors,
+            startangle=90,
+            counterclock=False,
             wedgeprops={"width": width, "edgecolor": "white", "linewidth": 1.2},
-        )  # fmt: skip
+        )
         middle = outer - width / 2
         for wedge, value in zip(wedges, values, strict=True):
             if value < MIN_LABELLED_SHARE:
                 continue
             angle = np.deg2rad((wedge.theta1 + wedge.theta2) / 2)
             ax.text(
-                middle * np.cos(angle), middle * np.sin(angle), f"{value:.1f} %",
-                ha="center", va="center", fontsize=7, color="white", fontweight="bold",
-            )  # fmt: skip
+                middle * np.cos(angle),
+                middle * np.sin(angle),
+                f"{value:.1f} %",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white",
+                fontweight="bold",
+            )
     ax.set_aspect("equal")
     ax.set_title("(b) compound classes\n(inner ring ME, outer ring MaE)", loc="left")
     ax.legend(
@@ -107,8 +122,16 @@ def _panel_c(people, samples, stats: DatasetStats) -> None:
         for name, value in sexes:
             people.barh(0, value, left=left, color=COLORS[name], height=0.6)
             if value:
-                people.text(left + value / 2, 0, f"{name} {value:,}", ha="center", va="center",
-                            color="white", fontsize=8, fontweight="bold")  # fmt: skip
+                people.text(
+                    left + value / 2,
+                    0,
+                    f"{name} {value:,}",
+                    ha="center",
+                    va="center",
+                    color="white",
+                    fontsize=8,
+                    fontweight="bold",
+                )
             left += value
     else:
         people.barh(0, total, color=COLORS["unknown"], height=0.6)
@@ -129,8 +152,13 @@ def _panel_c(people, samples, stats: DatasetStats) -> None:
     top = max(values) if values else 1
     samples.set_xlim(0, top * 1.3)
     for bar, value in zip(bars, values, strict=True):
-        samples.text(bar.get_width() + 0.01 * top, bar.get_y() + bar.get_height() / 2,
-                     f"{value:,}", va="center", fontsize=8)  # fmt: skip
+        samples.text(
+            bar.get_width() + 0.01 * top,
+            bar.get_y() + bar.get_height() / 2,
+            f"{value:,}",
+            va="center",
+            fontsize=8,
+        )
     samples.set_xlabel("samples")
 
 

@@ -213,7 +213,7 @@ class FigureWriter:
         path.write_bytes(png.getvalue())
         files["png"] = self._relative(path)
         self.written.append(path)
-        width, height = (int(round(v * self.dpi)) for v in fig.get_size_inches())
+        width, height = (round(v * self.dpi) for v in fig.get_size_inches())
         plt.close(fig)
         return Figure(
             name,

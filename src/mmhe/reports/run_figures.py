@@ -88,9 +88,16 @@ def score_chart(results: pd.DataFrame, levels: dict[str, dict[str, float]]) -> p
         for yi, v in zip(y, values, strict=True):
             if np.isfinite(v):
                 ax.text(
-                    0.01, yi, f"{100 * v:.1f}", va="center", ha="left", color="white",
-                    fontsize=7.5, zorder=5, fontweight="bold",
-                )  # fmt: skip
+                    0.01,
+                    yi,
+                    f"{100 * v:.1f}",
+                    va="center",
+                    ha="left",
+                    color="white",
+                    fontsize=7.5,
+                    zorder=5,
+                    fontweight="bold",
+                )
         ax.set_xlim(0, 1)
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0", "25", "50", "75", "100 %"])
         ax.set_title(METRIC_NAMES[metric])
@@ -129,9 +136,7 @@ def participant_strip(
     )
     models = results[~results["model"].isin(CHANCE_BASELINES)].reset_index(drop=True)
     people_scores = per_person[~per_person["model"].isin(CHANCE_BASELINES)]
-    order = (
-        people_scores.groupby("participant")["score"].mean().sort_values(kind="stable").index
-    )
+    order = people_scores.groupby("participant")["score"].mean().sort_values(kind="stable").index
     position = {p: i for i, p in enumerate(order)}
     n_people = len(order)
     fig, axes = plt.subplots(
@@ -194,12 +199,18 @@ def participant_strip(
         Line2D([], [], color=MODEL_COLOR, marker="o", linestyle="", label="one participant"),
         Line2D([], [], color=MODEL_COLOR, linewidth=1.2, label="model, pooled over folds"),
         *[
-            Line2D([], [], **REFERENCE_STYLE[n], label=REFERENCE_LABEL[n].split(" (")[0] + " (pooled)"
-                   if n == "majority" else "uniform guess, 1/K")
+            Line2D(
+                [],
+                [],
+                **REFERENCE_STYLE[n],
+                label=REFERENCE_LABEL[n].split(" (")[0] + " (pooled)"
+                if n == "majority"
+                else "uniform guess, 1/K",
+            )
             for n in ("majority", "uniform")
             if metric in levels.get(n, {})
         ],
-    ]  # fmt: skip
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     return fig
 
@@ -218,9 +229,14 @@ def confusion_figure(entry: dict[str, Any]) -> plt.Figure:
         ax.imshow(matrix, cmap="Blues", vmin=0, vmax=top)
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(
-                j, i, text(value), ha="center", va="center", fontsize=8,
+                j,
+                i,
+                text(value),
+                ha="center",
+                va="center",
+                fontsize=8,
                 color="white" if value > 0.55 * top else "#111",
-            )  # fmt: skip
+            )
         ax.set_xticks(range(k), names, rotation=35, ha="right")
         ax.set_yticks(range(k), names)
         ax.set_xlabel("predicted")

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from markupsafe import Markup
 
 from mmhe import __version__
 from mmhe.errors import InputFileError
@@ -159,7 +158,8 @@ def main_table(results: pd.DataFrame, marks: dict[int, str], *, html: bool) -> p
             n += f" (+{missing:,} {'imputed' if r.get('imputed', False) else 'without input'})"
         mark = marks.get(i, "")
         cells = {
-            m: _score_cell(r, m, html, mark if m == "uf1" else "") for m in ("accuracy", "uf1", "uar")
+            m: _score_cell(r, m, html, mark if m == "uf1" else "")
+            for m in ("accuracy", "uf1", "uar")
         }
         control = r.get("control", "none")
         rows.append(
@@ -217,9 +217,11 @@ def render_report(
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     markdown_path = out.with_suffix(".md")
-    run_config = json.loads((run_dir / "config.json").read_text()) if (
-        run_dir / "config.json"
-    ).is_file() else {}
+    run_config = (
+        json.loads((run_dir / "config.json").read_text())
+        if (run_dir / "config.json").is_file()
+        else {}
+    )
     store = store or run_config.get("store")
     store_path = Path(store) if store and Path(store).exists() else None
     key = _cache_key(run_dir, store_path, data)
@@ -289,35 +291,50 @@ def render_report(
     per_class_shown = per_class.assign(
         model=[
             f"{m} ({x})" + (", shuffled" if c == "shuffled" else "")
-            for m, x, c in zip(per_class["model"], per_class["modalities"], per_class["control"], strict=True)
+            for m, x, c in zip(
+                per_class["model"], per_class["modalities"], per_class["control"], strict=True
+            )
         ]
     )[["model", "class", "precision", "recall", "f1", "support", "predicted"]]
     per_class_shown = per_class_shown.rename(
-        columns={"precision": "precision %", "recall": "recall %", "f1": "F1 %",
-                 "support": "true / seed", "predicted": "predicted / seed"}
-    )  # fmt: skip
-    pct = {c: (lambda v: number(100 * v, 1) if not pd.isna(v) else MISSING)
-           for c in ("precision %", "recall %", "F1 %")}  # fmt: skip
-    counts_fmt = {c: (lambda v: number(float(v), 1 if float(v) % 1 else 0)) for c in
-                  ("true / seed", "predicted / seed")}  # fmt: skip
+        columns={
+            "precision": "precision %",
+            "recall": "recall %",
+            "f1": "F1 %",
+            "support": "true / seed",
+            "predicted": "predicted / seed",
+        }
+    )
+    pct = {
+        c: (lambda v: number(100 * v, 1) if not pd.isna(v) else MISSING)
+        for c in ("precision %", "recall %", "F1 %")
+    }
+    counts_fmt = {
+        c: (lambda v: number(float(v), 1 if float(v) % 1 else 0))
+        for c in ("true / seed", "predicted / seed")
+    }
 
     confusion_figures = [
         writer.add(
             figures.confusion_figure(entry),
-            "confusion-" + "-".join(
-                str(entry["combination"][c]) for c in ("model", "modalities", "task", "protocol", "control")
+            "confusion-"
+            + "-".join(
+                str(entry["combination"][c])
+                for c in ("model", "modalities", "task", "protocol", "control")
             ).replace("+", "_"),
             f"{entry['combination']['model']} ({entry['combination']['modalities']}): counts over "
             f"{entry['n_seeds']} seed{'s' if entry['n_seeds'] > 1 else ''} (each sample once per "
             "seed) and % of each true class.",
         )
         for entry in tables.confusions(run["predictions"], config)
-    ]  # fmt: skip
+    ]
 
     seeds = run["seeds"].copy()
     seeds_shown = pd.DataFrame(
         {
-            "model": [f"{m} ({x})" for m, x in zip(seeds["model"], seeds["modalities"], strict=True)],
+            "model": [
+                f"{m} ({x})" for m, x in zip(seeds["model"], seeds["modalities"], strict=True)
+            ],
             "task": seeds["task"],
             "seed": seeds["seed"],
             "n": seeds["n_samples"],
@@ -325,7 +342,7 @@ def render_report(
             "UF1 %": 100 * seeds["uf1"],
             "UAR %": 100 * seeds["uar"],
         }
-    )  # fmt: skip
+    )
 
     dataset_checks, audit_matrix, audit_all = tables.audit_matrix(run["audit"])
     audit_ok = bool(run["audit"].get("passed", False))
@@ -358,7 +375,7 @@ def render_report(
         (number(int(results["n_seeds"].max())) if "n_seeds" in results else "1", "seeds per model"),
         (number(int((~results["model"].isin(CHANCE_BASELINES)).sum())), "models + chance rows"),
         ("passed" if audit_ok else "FAILED", "leakage audit"),
-    ]  # fmt: skip
+    ]
     toc = [
         ("results", "Results"),
         ("comparisons", "Paired comparisons"),
@@ -404,29 +421,46 @@ def render_report(
             formats={"passed": check_mark},
             wrap=["detail", "check"],
             cell_class=lambda c, v: ("ok" if v else "bad") if c == "passed" else None,
-        ) if len(dataset_checks) else None,
+        )
+        if len(dataset_checks)
+        else None,
         audit_matrix=html_table(
             audit_matrix,
             formats=audit_formats,
             cell_class=lambda c, v: None if c == "combination" else ("ok" if v else "bad"),
-        ) if len(audit_matrix) else None,
+        )
+        if len(audit_matrix)
+        else None,
         audit_details=html_table(
-            audit_all, formats={"passed": check_mark}, wrap=["detail", "check"],
+            audit_all,
+            formats={"passed": check_mark},
+            wrap=["detail", "check"],
             cell_class=lambda c, v: ("ok" if v else "bad") if c == "passed" else None,
         ),
         what_run=html_table(what_run, wrap=["value"]),
         deviations=html_table(deviations, wrap=["used", "published", "source"])
-        if len(deviations) else None,
+        if len(deviations)
+        else None,
         raw_config=json.dumps(config, indent=2, ensure_ascii=False),
         versions_table=html_table(versions),
-    )  # fmt: skip
+    )
     markdown_path.write_text(
         _markdown(
-            config, results, marks, pvalues, per_class_shown, deviations, what_run,
-            audit_ok, incomplete, writer, out.parent, data_section,
+            config,
+            results,
+            marks,
+            pvalues,
+            per_class_shown,
+            deviations,
+            what_run,
+            audit_ok,
+            incomplete,
+            writer,
+            out.parent,
+            data_section,
         ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     stamp.write_text(json.dumps({"key": key, "figures": len(writer.written)}, indent=2))
     return out, markdown_path
 

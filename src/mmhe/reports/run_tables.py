@@ -229,7 +229,9 @@ def audit_matrix(audit: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         matrix = pd.DataFrame()
     else:
         generic = per_combination.assign(
-            check=per_combination["check"].str.replace(r"\ball \d+ folds\b", "all folds", regex=True)
+            check=per_combination["check"].str.replace(
+                r"\ball \d+ folds\b", "all folds", regex=True
+            )
         )
         matrix = generic.pivot_table(
             index="scope", columns="check", values="passed", aggfunc="all", sort=False
@@ -282,7 +284,11 @@ def deviations(config: dict[str, Any]) -> pd.DataFrame:
         if name in CHANCE_BASELINES:
             continue
         published = spec.defaults
-        for setting, attribute in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size")):
+        for setting, attribute in (
+            ("epochs", "epochs"),
+            ("lr", "lr"),
+            ("batch_size", "batch_size"),
+        ):
             used = run.get(setting)
             wanted = getattr(published, attribute)
             if used is not None and not np.isclose(float(used), float(wanted)):

@@ -136,8 +136,7 @@ def dataset_stats(source, *, dataset_name: str = "this data") -> DatasetStats:
                         "mean_ms": round(float(ms.mean()), 1),
                         "sd_ms": round(float(ms.std(ddof=1)), 1) if len(ms) > 1 else float("nan"),
                         "corpus_paper": "",
-                        "source": f"computed by mmhe from {origin} ({len(ms)} MEs, "
-                        "offset - onset)",
+                        "source": f"computed by mmhe from {origin} ({len(ms)} MEs, offset - onset)",
                     }
                 ]
             ),
