@@ -137,8 +137,9 @@ def _class_order(names: list[str], column: str) -> list[str]:
     return known + sorted(n for n in names if n not in known)
 
 
-def topomap_figure(maps: ClassMaps, which: str = "power"):
-    """Rows = classes, columns = bands: `plot_topomap` on the Quik-Cap montage.
+def topomap_figure(maps: ClassMaps, which: str = "power", *, narrow: bool = False):
+    """Rows = classes, columns = bands (`narrow`: rows = bands, for a phone), drawn with
+    `mne.viz.plot_topomap` on the Quik-Cap montage.
 
     which : "power" (dB re 1 uV^2/Hz, one colour scale per band) or "change" (dB against
         rest, a diverging scale symmetric about 0 per band).
@@ -152,14 +153,28 @@ def topomap_figure(maps: ClassMaps, which: str = "power"):
     info.set_montage(quikcap_montage(), match_case=False, on_missing="ignore")
     values = maps.power_db if which == "power" else maps.change_db
     k, b = len(maps.classes), len(maps.bands)
-    fig, axes = plt.subplots(
-        k + 1,
-        b,
-        figsize=(1.75 * b + 0.9, 1.75 * k + 0.75),
-        gridspec_kw={"height_ratios": [1] * k + [0.09]},
-        layout="constrained",
-        squeeze=False,
-    )
+    if narrow:  # bands down, classes across, one colour bar per band on the right
+        fig, grid = plt.subplots(
+            b,
+            k + 1,
+            figsize=(1.45 * k + 1.2, 1.45 * b + 0.4),
+            gridspec_kw={"width_ratios": [1] * k + [0.08]},
+            layout="constrained",
+            squeeze=False,
+        )
+        cell = lambda i, j: grid[j, i]  # noqa: E731 (class i, band j)
+        bar_of = lambda j: grid[j, k]  # noqa: E731
+    else:
+        fig, grid = plt.subplots(
+            k + 1,
+            b,
+            figsize=(1.75 * b + 0.9, 1.75 * k + 0.75),
+            gridspec_kw={"height_ratios": [1] * k + [0.09]},
+            layout="constrained",
+            squeeze=False,
+        )
+        cell = lambda i, j: grid[i, j]  # noqa: E731
+        bar_of = lambda j: grid[k, j]  # noqa: E731
     for j, band in enumerate(maps.bands):
         column = values[:, :, j]
         finite = column[np.isfinite(column)]
@@ -171,7 +186,7 @@ def topomap_figure(maps: ClassMaps, which: str = "power"):
             vlim, cmap = (-top, top), "RdBu_r"
         image = None
         for i in range(k):
-            ax = axes[i, j]
+            ax = cell(i, j)
             if not np.isfinite(values[i, :, j]).all():
                 ax.set_axis_off()
                 continue
@@ -186,16 +201,22 @@ def topomap_figure(maps: ClassMaps, which: str = "power"):
                 sensors=True,
                 extrapolate="head",
             )
-            if i == 0:
-                ax.set_title(band, fontsize=10)
-            if j == 0:
-                ax.set_ylabel(f"{maps.classes[i]}\n(n = {maps.n[i]:,})", fontsize=9)
+            first_row, first_column = (j == 0, i == 0) if narrow else (i == 0, j == 0)
+            if first_row:
+                title = f"{maps.classes[i]} (n = {maps.n[i]:,})" if narrow else band
+                ax.set_title(title, fontsize=9 if narrow else 10)
+            if first_column:
+                label = band if narrow else f"{maps.classes[i]}\n(n = {maps.n[i]:,})"
+                ax.set_ylabel(label, fontsize=9)
                 ax.yaxis.set_visible(True)
                 ax.set_yticks([])
+        bar_ax = bar_of(j)
         if image is not None:
-            bar = fig.colorbar(image, cax=axes[k, j], orientation="horizontal")
+            bar = fig.colorbar(
+                image, cax=bar_ax, orientation="vertical" if narrow else "horizontal"
+            )
             bar.ax.tick_params(labelsize=7)
             bar.set_label("dB" if which == "change" else "dB re 1 µV²/Hz", fontsize=7)
         else:
-            axes[k, j].set_axis_off()
+            bar_ax.set_axis_off()
     return fig

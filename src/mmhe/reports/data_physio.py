@@ -160,14 +160,17 @@ def class_means(locked: EventLocked, column: str) -> dict[str, tuple[np.ndarray,
     return out
 
 
-def event_figure(locked: EventLocked, column: str, order: list[str] | None = None):
+def event_figure(
+    locked: EventLocked, column: str, order: list[str] | None = None, *, narrow: bool = False
+):
     """Three panels (heart rate, skin conductance, respiration rate): per class the mean
-    change from the pre-onset second, shaded ± SE; the onset at 0 s."""
+    change from the pre-onset second, shaded ± SE; the onset at 0 s (`narrow`: stacked)."""
     import matplotlib.pyplot as plt
 
     means = class_means(locked, column)
     names = [n for n in (order or []) if n in means] + [n for n in means if n not in (order or [])]
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.5), layout="constrained", sharex=True)
+    shape, size = ((3, 1), (5.0, 9.0)) if narrow else ((1, 3), (10.5, 3.5))
+    fig, axes = plt.subplots(*shape, figsize=size, layout="constrained", sharex=True)
     palette = plt.get_cmap("tab10")
     for j, (ax, (_, title, unit)) in enumerate(zip(axes, SIGNALS, strict=True)):
         for i, name in enumerate(names):

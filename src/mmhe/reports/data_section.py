@@ -124,6 +124,7 @@ def build_data_section(
         "Figure 2 of the dataset paper, from this store: (a) expressions per emotion, (b) "
         "compound classes, (c) size, (d) ME duration beside the literature (values as printed "
         "in the MMHE paper, Fig. 2(d); every source in fig2d_me_durations.csv).",
+        narrow=figure2(stats, narrow=True),
     )
     table1 = stats.au_counts.copy()
     total_me = max(int(table1["ME"].sum()), 1)
@@ -216,12 +217,14 @@ def build_data_section(
                 "eeg-band-power",
                 f"Band power per class ({samples}s, by {column}), dB re 1 µV²/Hz, mean over "
                 "expressions; one colour scale per band.",
+                narrow=data_eeg.topomap_figure(maps, "power", narrow=True),
             ),
             "change": writer.add(
                 data_eeg.topomap_figure(maps, "change"),
                 "eeg-change-to-rest",
                 f"Difference to each participant's {maps.baseline} block, dB (red: more power "
                 "during the expression), mean over expressions; a symmetric colour scale per band.",
+                narrow=data_eeg.topomap_figure(maps, "change", narrow=True),
             )
             if maps.baseline
             else None,
@@ -249,6 +252,7 @@ def build_data_section(
                 f"Heart rate, skin conductance and respiration rate around the onset of "
                 f"{len(locked.table):,} {samples}s by {column}: change from the second before "
                 "onset, mean ± SE over expressions (n per class in the legend).",
+                narrow=data_physio.event_figure(locked, column, order, narrow=True),
             )
             if len(locked.table)
             else None
@@ -294,6 +298,7 @@ def build_data_section(
                 "sync-drift-offset",
                 "Clock drift (ppm) and offset (s) of the BIOPAC and the camera against the EEG, "
                 "one dot per participant.",
+                narrow=data_sync.drift_figure(summary, narrow=True),
             ),
             "residuals": writer.add(
                 data_sync.residual_figure(summary),

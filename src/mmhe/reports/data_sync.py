@@ -107,7 +107,7 @@ DEVICE_NAMES = {"physio": "BIOPAC", "camera": "camera"}
 DEVICE_COLORS = {"physio": "#3B6EA8", "camera": "#D9822B"}
 
 
-def drift_figure(summary: SyncSummary):
+def drift_figure(summary: SyncSummary, *, narrow: bool = False):
     """(a) clock drift (ppm) of each device against the EEG, (b) the BIOPAC's and (c) the
     camera's clock offset (s; each device's clock has its own zero), one dot per
     participant (participants in id order on the x axis)."""
@@ -117,14 +117,20 @@ def drift_figure(summary: SyncSummary):
     people = sorted(fits["subject_id"].unique())
     position = {p: i for i, p in enumerate(people)}
     devices = [d for d in DEVICES if (fits["device"] == d).any()]
+    n = 1 + len(devices)
     fig, axes = plt.subplots(
-        1, 1 + len(devices), figsize=(10.5, 3.0), layout="constrained", squeeze=False
+        n if narrow else 1,
+        1 if narrow else n,
+        figsize=(5.0, 2.6 * n) if narrow else (10.5, 3.0),
+        layout="constrained",
+        squeeze=False,
     )
-    panels = [(axes[0, 0], "drift_ppm", devices, "(a) clock drift against the EEG", "ppm")]
+    axes = axes.ravel()
+    panels = [(axes[0], "drift_ppm", devices, "(a) clock drift against the EEG", "ppm")]
     for k, device in enumerate(devices):
         panels.append(
             (
-                axes[0, 1 + k],
+                axes[1 + k],
                 "offset_s",
                 [device],
                 f"({'bc'[k]}) {DEVICE_NAMES[device]} clock offset",

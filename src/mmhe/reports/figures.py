@@ -186,8 +186,17 @@ def _literature_names() -> set[str]:
     return set(literature_durations()["corpus"])
 
 
-def figure2(stats: DatasetStats) -> plt.Figure:
-    """The four panels of Figure 2 (see the module docstring), 8.2 x 7.4 in."""
+def figure2(stats: DatasetStats, *, narrow: bool = False) -> plt.Figure:
+    """The four panels of Figure 2 (see the module docstring), 8.2 x 7.4 in (`narrow`:
+    one column, 5 x 14 in, for a phone)."""
+    if narrow:
+        fig = plt.figure(figsize=(5.0, 14.0), layout="constrained")
+        grid = fig.add_gridspec(5, 1, height_ratios=[1.1, 1.2, 0.35, 0.55, 1.0])
+        _panel_a(fig.add_subplot(grid[0]), stats)
+        _panel_b(fig.add_subplot(grid[1]), stats)
+        _panel_c(fig.add_subplot(grid[2]), fig.add_subplot(grid[3]), stats)
+        _panel_d(fig.add_subplot(grid[4]), stats)
+        return fig
     fig = plt.figure(figsize=(8.2, 7.4), layout="constrained")
     grid = fig.add_gridspec(4, 2, width_ratios=[1.15, 1], height_ratios=[1, 1, 0.5, 0.8])
     _panel_a(fig.add_subplot(grid[0:2, 0]), stats)

@@ -34,6 +34,8 @@ from mmhe import __version__
 MISSING = "–"
 """Shown for a missing value (NaN, None)."""
 MINUS = "−"
+NARROW_PX = 700
+"""Screens up to this width (CSS px) get a figure's narrow layout when it has one."""
 
 
 def _is_missing(value: Any) -> bool:
@@ -175,6 +177,8 @@ class Figure:
     width: int = 0
     height: int = 0
     animated: bool = False
+    narrow_src: str = ""
+    """Data URI of a layout for narrow screens (empty: the one image scales down)."""
 
 
 class FigureWriter:
@@ -195,9 +199,20 @@ class FigureWriter:
     def _relative(self, path: Path) -> str:
         return Path(os.path.relpath(path, self.relative_to)).as_posix()
 
-    def add(self, fig, name: str, caption: str, alt: str | None = None) -> Figure:
-        """Write `fig` (matplotlib) as name.png/.svg/.pdf, close it, return its record."""
+    def add(self, fig, name: str, caption: str, alt: str | None = None, *, narrow=None) -> Figure:
+        """Write `fig` (matplotlib) as name.png/.svg/.pdf, close it, return its record.
+
+        narrow : the same figure laid out for a phone (panels stacked); shown instead of
+            `fig` below `NARROW_PX` of screen width (embedded PNG only).
+        """
         import matplotlib.pyplot as plt
+
+        narrow_src = ""
+        if narrow is not None:
+            buffer = io.BytesIO()
+            narrow.savefig(buffer, format="png", dpi=self.dpi)
+            plt.close(narrow)
+            narrow_src = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
         self.folder.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -223,6 +238,7 @@ class FigureWriter:
             files,
             width,
             height,
+            narrow_src=narrow_src,
         )
 
     def add_gif(
@@ -277,7 +293,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(number=number, percent=percent, pvalue=pvalue, plus_minus=plus_minus)
-    env.globals.update(mmhe_version=__version__)
+    env.globals.update(mmhe_version=__version__, narrow_px=NARROW_PX)
     return env
 
 

@@ -53,7 +53,9 @@ def _name(row: pd.Series) -> str:
     return text
 
 
-def score_chart(results: pd.DataFrame, levels: dict[str, dict[str, float]]) -> plt.Figure:
+def score_chart(
+    results: pd.DataFrame, levels: dict[str, dict[str, float]], *, narrow: bool = False
+) -> plt.Figure:
     """Accuracy, UF1 and UAR of every row of one task / protocol (horizontal bars with the
     95 % CI), beside vertical lines at the chance rows' scores and at 1/K.
 
@@ -63,7 +65,16 @@ def score_chart(results: pd.DataFrame, levels: dict[str, dict[str, float]]) -> p
     names = [_name(r) for _, r in rows.iterrows()]
     chance = rows["model"].isin(CHANCE_BASELINES).to_numpy()
     height = 1.3 + 0.3 * len(rows)
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, height), sharey=True, layout="constrained")
+    if narrow:  # panels stacked for a phone
+        fig, axes = plt.subplots(
+            3,
+            1,
+            figsize=(5.0, 3 * (0.55 + 0.27 * len(rows)) + 1.4),
+            sharey=True,
+            layout="constrained",
+        )
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(10.5, height), sharey=True, layout="constrained")
     y = np.arange(len(rows))
     for ax, metric in zip(axes, ("accuracy", "uf1", "uar"), strict=True):
         values = rows[metric].to_numpy(dtype=float)
@@ -110,7 +121,13 @@ def score_chart(results: pd.DataFrame, levels: dict[str, dict[str, float]]) -> p
         if name in levels
     ]
     handles.append(Line2D([], [], color="#222", marker="|", linestyle="-", label="95 % CI"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=1 if narrow else 2,
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 
@@ -119,6 +136,8 @@ def participant_strip(
     results: pd.DataFrame,
     levels: dict[str, dict[str, float]],
     metric: str = "accuracy",
+    *,
+    narrow: bool = False,
 ) -> plt.Figure:
     """Per-participant `metric` of every model of one task / protocol: one strip per
     model, participants on the x axis in one order for all strips (by their mean over
@@ -142,7 +161,7 @@ def participant_strip(
     fig, axes = plt.subplots(
         max(len(models), 1),
         1,
-        figsize=(10.5, 0.9 + 1.25 * max(len(models), 1)),
+        figsize=(5.0 if narrow else 10.5, 1.3 + 1.25 * max(len(models), 1)),
         sharex=True,
         sharey=True,
         layout="constrained",
@@ -185,7 +204,7 @@ def participant_strip(
     for ax in axes[len(models) :]:
         ax.set_visible(False)
     last = axes[min(len(models), len(axes)) - 1]
-    if n_people <= 40:
+    if n_people <= (20 if narrow else 40):
         last.set_xticks(range(n_people), list(order), rotation=90, fontsize=7)
     else:
         ticks = np.unique(np.r_[np.arange(0, n_people, 25), n_people - 1])
@@ -211,7 +230,13 @@ def participant_strip(
             if metric in levels.get(n, {})
         ],
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=2 if narrow else 4,
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 

@@ -253,6 +253,7 @@ def render_report(
             f"scores-{slug}",
             f"Scores pooled over folds ({title}), with 95 % CIs; grey bars are the chance "
             "rows, lines their scores and 1/K. Percent.",
+            narrow=figures.score_chart(rows, levels[key_], narrow=True),
         )
         mine = participants
         for column, value in zip(TEST_GROUP, key_, strict=True):
@@ -265,6 +266,7 @@ def render_report(
                 f"Accuracy of each held-out participant ({title}), mean over seeds; one strip "
                 "per model, participants in the same order in every strip; dot area grows "
                 "with the participant's scored samples.",
+                narrow=figures.participant_strip(mine, rows, levels[key_], narrow=True),
             )
         groups.append({"title": title, "scores": chart, "participants": strip})
 
