@@ -101,9 +101,10 @@ def build_data_section(
     *,
     config: dict[str, Any] | None = None,
     cache_dir: str | Path | None = None,
+    faces_per_class: int = FACES_PER_CLASS,
 ) -> dict[str, Any]:
     """Figures, tables and notes of the data section (template ``data_section.html.j2``),
-    plus its Markdown (``markdown``)."""
+    plus its Markdown (``markdown``). faces_per_class : animated samples per emotion."""
     from mmhe.reports import data_eeg, data_faces, data_physio, data_sync
     from mmhe.reports.figures import figure2, table1_latex
     from mmhe.reports.stats import dataset_stats
@@ -163,7 +164,7 @@ def build_data_section(
     # --- faces
     def faces() -> list[data_faces.FaceSample | str]:
         expressions = store.expressions(located=True)
-        chosen = data_faces.choose_samples(expressions, FACES_PER_CLASS, "emotion")
+        chosen = data_faces.choose_samples(expressions, faces_per_class, "emotion")
         out: list[Any] = []
         for row in chosen.itertuples(index=False):
             try:
@@ -172,7 +173,11 @@ def build_data_section(
                 out.append(f"{row.expression_id}: {type(exc).__name__}: {exc}")
         return out
 
-    samples_made = _cached(cache_dir, "faces", {**base, "n": FACES_PER_CLASS}, faces)
+    samples_made = (
+        _cached(cache_dir, "faces", {**base, "n": faces_per_class}, faces)
+        if faces_per_class
+        else []
+    )
     face_figures = []
     for item in samples_made:
         if isinstance(item, str):

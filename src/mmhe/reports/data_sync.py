@@ -179,7 +179,7 @@ def residual_figure(summary: SyncSummary):
             values,
             positions=[i],
             widths=0.5,
-            vert=False,
+            orientation="horizontal",
             showfliers=False,
             medianprops={"color": "#222"},
         )

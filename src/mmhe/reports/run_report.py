@@ -202,6 +202,7 @@ def render_report(
     *,
     store: str | Path | None = None,
     data: bool = True,
+    faces: int = 2,
     cache: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained), ``report.md`` and ``figures/`` (every
@@ -211,6 +212,7 @@ def render_report(
         the data section (dataset statistics, faces, EEG maps, physiology, sync) when it
         can be opened.
     data : build the data section.
+    faces : animated sample expressions per emotion in the data section.
     cache : skip the work when the page was made from the same run files, store, options
         and mmhe version (``report.json`` beside the page keeps that key).
     """
@@ -224,7 +226,7 @@ def render_report(
     )
     store = store or run_config.get("store")
     store_path = Path(store) if store and Path(store).exists() else None
-    key = _cache_key(run_dir, store_path, data)
+    key = _cache_key(run_dir, store_path, data, faces)
     stamp = out.with_name(out.stem + ".json")
     if (
         cache
@@ -367,7 +369,11 @@ def render_report(
         from mmhe.reports.data_section import build_data_section
 
         data_section = build_data_section(
-            store_path, writer, config=config, cache_dir=out.parent / ".report-cache"
+            store_path,
+            writer,
+            config=config,
+            cache_dir=out.parent / ".report-cache",
+            faces_per_class=faces,
         )
 
     summary = [
@@ -467,11 +473,11 @@ def render_report(
     return out, markdown_path
 
 
-def _cache_key(run_dir: Path, store: Path | None, data: bool) -> str:
+def _cache_key(run_dir: Path, store: Path | None, data: bool, faces: int) -> str:
     """Hash of the run's files, the store's participant keys, the options, the report
     code and the templates: an equal key gives an equal page."""
     digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{__version__}|{REPORT_FORMAT}|{data}".encode())
+    digest.update(f"{__version__}|{REPORT_FORMAT}|{data}|{faces}".encode())
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_file():
