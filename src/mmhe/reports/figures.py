@@ -241,16 +241,33 @@ def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
 
 
 def write_stats(stats: DatasetStats, out_dir: str | Path) -> list[Path]:
-    """CSV tables, Table 1 as LaTeX and Figure 2 (PNG, SVG, PDF) in `out_dir`."""
+    """CSV tables, Table 1 as LaTeX and Figure 2 (PNG, SVG, PDF) in `out_dir`.
+
+    Figure 2 is drawn again only when its tables or this module changed (the key of what
+    it was drawn from is kept in ``.figure2.key``)."""
+    import hashlib
+
+    from mmhe import __version__
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    digest = hashlib.blake2b(__version__.encode(), digest_size=12)
+    digest.update(Path(__file__).read_bytes())
     for name, table in stats.tables().items():
         path = out_dir / f"{name}.csv"
-        table.to_csv(path, index=False, float_format="%.2f")
+        text = table.to_csv(index=False, float_format="%.2f")
+        path.write_text(text, encoding="utf-8")
+        digest.update(text.encode())
         written.append(path)
     latex = out_dir / "table1_au_counts.tex"
     latex.write_text(table1_latex(stats.au_counts), encoding="utf-8")
     written.append(latex)
-    written += save_figure(figure2(stats), out_dir / "figure2")
+    stem, stamp = out_dir / "figure2", out_dir / ".figure2.key"
+    figures = [stem.with_suffix(s) for s in (".png", ".svg", ".pdf")]
+    key = digest.hexdigest()
+    if stamp.is_file() and stamp.read_text() == key and all(p.is_file() for p in figures):
+        return written + figures
+    written += save_figure(figure2(stats), stem)
+    stamp.write_text(key)
     return written
