@@ -55,3 +55,37 @@ def test_validation_page_renders_in_headless_chromium(synth_tiny, tmp_path):
     assert f"Problems ({len(expected['problems'])})" in html
     assert not re.search(r">\s*(nan|NaN|None|True|False)\s*<", html)
     assert 'name="viewport"' in html and "<script" not in html
+
+
+def test_deviations_are_computed_from_the_config():
+    """The shipped example keeps every published setting; the demo's departures are
+    listed with the published value beside the one used."""
+    from pathlib import Path
+
+    from mmhe.demo import demo_config
+    from mmhe.evaluation.runner import BenchmarkConfig
+    from mmhe.models import model_spec
+    from mmhe.reports.run_tables import deviations
+
+    example = BenchmarkConfig.load(Path(__file__).parents[1] / "examples" / "bench.yaml")
+    assert len(example.specs()) == (len(example.runs) + 2) * example.seeds
+    assert deviations({"config": example.model_dump(mode="json")}).empty
+    found = deviations({"config": demo_config().model_dump(mode="json")})
+    ststnet = found[found["what"] == "ststnet"].set_index("setting")
+    published = model_spec("ststnet").defaults
+    assert ststnet.loc["epochs"].tolist()[1:3] == ["100", str(published.epochs)]
+    assert ststnet.loc["lr"].tolist()[1:3] == ["0.001", f"{published.lr:g}"]
+    assert ststnet.loc["batch_size"].tolist()[1:3] == ["32", str(published.batch_size)]
+    face = found[found["what"] == "face features"].set_index("setting")
+    assert face.loc["method"].tolist()[1:3] == ["dis", "tvl1"]
+
+
+def test_every_docs_link_points_to_a_file():
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    texts = [p.read_text(encoding="utf-8") for p in (root / "src").rglob("*.py")]
+    texts.append((root / "README.md").read_text(encoding="utf-8"))
+    links = {m.rstrip(".)") for t in texts for m in re.findall(r"docs/[\w./-]+", t)}
+    assert links  # the docstrings do cite docs/
+    assert not [link for link in links if not (root / link).exists()]
