@@ -137,9 +137,10 @@ def _class_order(names: list[str], column: str) -> list[str]:
     return known + sorted(n for n in names if n not in known)
 
 
-def topomap_figure(maps: ClassMaps, which: str = "power", *, narrow: bool = False):
-    """Rows = classes, columns = bands (`narrow`: rows = bands, for a phone), drawn with
-    `mne.viz.plot_topomap` on the Quik-Cap montage.
+def topomap_figure(maps: ClassMaps, which: str = "power"):
+    """Bands down, classes across (a portrait figure that reads on a phone and beside its
+    twin on a screen), drawn with `mne.viz.plot_topomap` on the Quik-Cap montage; one
+    colour bar per band on the right.
 
     which : "power" (dB re 1 uV^2/Hz, one colour scale per band) or "change" (dB against
         rest, a diverging scale symmetric about 0 per band).
@@ -153,31 +154,16 @@ def topomap_figure(maps: ClassMaps, which: str = "power", *, narrow: bool = Fals
     info.set_montage(quikcap_montage(), match_case=False, on_missing="ignore")
     values = maps.power_db if which == "power" else maps.change_db
     k, b = len(maps.classes), len(maps.bands)
-    if narrow:  # bands down, classes across, one colour bar per band on the right
-        fig, grid = plt.subplots(
-            b,
-            k + 1,
-            figsize=(1.45 * k + 1.2, 1.45 * b + 0.4),
-            gridspec_kw={"width_ratios": [1] * k + [0.08]},
-            layout="constrained",
-            squeeze=False,
-        )
-        cell = lambda i, j: grid[j, i]  # noqa: E731 (class i, band j)
-        bar_of = lambda j: grid[j, k]  # noqa: E731
-    else:
-        fig, grid = plt.subplots(
-            k + 1,
-            b,
-            figsize=(1.75 * b + 0.9, 1.75 * k + 0.75),
-            gridspec_kw={"height_ratios": [1] * k + [0.09]},
-            layout="constrained",
-            squeeze=False,
-        )
-        cell = lambda i, j: grid[i, j]  # noqa: E731
-        bar_of = lambda j: grid[k, j]  # noqa: E731
+    fig, grid = plt.subplots(
+        b,
+        k + 1,
+        figsize=(1.45 * k + 1.3, 1.45 * b + 0.5),
+        gridspec_kw={"width_ratios": [1] * k + [0.07]},
+        layout="constrained",
+        squeeze=False,
+    )
     for j, band in enumerate(maps.bands):
-        column = values[:, :, j]
-        finite = column[np.isfinite(column)]
+        finite = values[:, :, j][np.isfinite(values[:, :, j])]
         if which == "power":
             vlim = (float(finite.min()), float(finite.max())) if finite.size else (0, 1)
             cmap = "viridis"
@@ -186,7 +172,7 @@ def topomap_figure(maps: ClassMaps, which: str = "power", *, narrow: bool = Fals
             vlim, cmap = (-top, top), "RdBu_r"
         image = None
         for i in range(k):
-            ax = cell(i, j)
+            ax = grid[j, i]
             if not np.isfinite(values[i, :, j]).all():
                 ax.set_axis_off()
                 continue
@@ -201,22 +187,16 @@ def topomap_figure(maps: ClassMaps, which: str = "power", *, narrow: bool = Fals
                 sensors=True,
                 extrapolate="head",
             )
-            first_row, first_column = (j == 0, i == 0) if narrow else (i == 0, j == 0)
-            if first_row:
-                title = f"{maps.classes[i]} (n = {maps.n[i]:,})" if narrow else band
-                ax.set_title(title, fontsize=9 if narrow else 10)
-            if first_column:
-                label = band if narrow else f"{maps.classes[i]}\n(n = {maps.n[i]:,})"
-                ax.set_ylabel(label, fontsize=9)
+            if j == 0:
+                ax.set_title(f"{maps.classes[i]}\n(n = {maps.n[i]:,})", fontsize=9)
+            if i == 0:
+                ax.set_ylabel(band, fontsize=10)
                 ax.yaxis.set_visible(True)
                 ax.set_yticks([])
-        bar_ax = bar_of(j)
         if image is not None:
-            bar = fig.colorbar(
-                image, cax=bar_ax, orientation="vertical" if narrow else "horizontal"
-            )
+            bar = fig.colorbar(image, cax=grid[j, k])
             bar.ax.tick_params(labelsize=7)
             bar.set_label("dB" if which == "change" else "dB re 1 µV²/Hz", fontsize=7)
         else:
-            bar_ax.set_axis_off()
+            grid[j, k].set_axis_off()
     return fig

@@ -222,14 +222,12 @@ def build_data_section(
                 "eeg-band-power",
                 f"Band power per class ({samples}s, by {column}), dB re 1 µV²/Hz, mean over "
                 "expressions; one colour scale per band.",
-                narrow=data_eeg.topomap_figure(maps, "power", narrow=True),
             ),
             "change": writer.add(
                 data_eeg.topomap_figure(maps, "change"),
                 "eeg-change-to-rest",
                 f"Difference to each participant's {maps.baseline} block, dB (red: more power "
                 "during the expression), mean over expressions; a symmetric colour scale per band.",
-                narrow=data_eeg.topomap_figure(maps, "change", narrow=True),
             )
             if maps.baseline
             else None,

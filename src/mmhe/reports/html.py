@@ -254,7 +254,15 @@ class FigureWriter:
         from PIL import Image
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+        stack = np.asarray(frames, dtype=np.uint8)
+        # one 256-colour palette for every frame (fast octree on all frames at once), then
+        # each frame mapped to it: no per-frame palette search, no flicker between frames
+        palette = Image.fromarray(stack.reshape(-1, *stack.shape[2:])).quantize(
+            255, method=Image.Quantize.FASTOCTREE
+        )
+        images = [
+            Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in stack
+        ]
         buffer = io.BytesIO()
         durations = list(duration_ms) if not isinstance(duration_ms, int) else duration_ms
         images[0].save(
