@@ -43,7 +43,19 @@ def _table(frame: pd.DataFrame):
         if len(frame)
         else []
     )
-    return html_table(frame, formats=formats, wrap=wrap, limit=ROW_LIMIT)
+    shown = frame.rename(columns=lambda c: str(c).replace("_", " "))
+    formats = {str(c).replace("_", " "): f for c, f in formats.items()}
+    wrap = [str(c).replace("_", " ") for c in wrap]
+    return html_table(shown, formats=formats, wrap=wrap, limit=ROW_LIMIT)
+
+
+def _short(title: str) -> str:
+    """A contents entry: 'Confusion matrix: emotion, rows A, columns B' -> 'Confusion
+    matrix (emotion)', other titles up to their colon."""
+    head, _, rest = title.partition(": ")
+    if head == "Confusion matrix" and rest:
+        return f"{head} ({rest.split(',')[0]})"
+    return head
 
 
 def write_agreement_html(report, out: str | Path, *, names: bool = False) -> Path:
@@ -98,5 +110,5 @@ def write_agreement_html(report, out: str | Path, *, names: bool = False) -> Pat
         iou=f"{report.iou_threshold:g}",
         fps=f"{report.fps:g}",
         sections=sections,
-        toc=[(s["id"], s["title"].split(":")[0]) for s in sections],
+        toc=[(s["id"], _short(s["title"])) for s in sections],
     )

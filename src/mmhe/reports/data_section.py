@@ -61,6 +61,14 @@ def data_section_key(store_path: str | Path) -> str:
     return hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
+def _code_key() -> str:
+    """Hash of the data modules' source: changed code never reuses cached numbers."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name in ("data_faces", "data_eeg", "data_physio", "data_sync", "data_section"):
+        digest.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
 def _cached(cache_dir: Path | None, name: str, key: dict[str, Any], compute: Callable[[], Any]):
     """`compute()` once per key: pickled in ``cache_dir/<name>-<hash>.pkl``."""
     if cache_dir is None:
@@ -112,7 +120,7 @@ def build_data_section(
 
     store = MMHEStore(store_path)
     cache_dir = Path(cache_dir) if cache_dir is not None else None
-    base = {"store": data_section_key(store.path)}
+    base = {"store": data_section_key(store.path), "code": _code_key()}
     column, samples, features = _run_choices(config)
     section: dict[str, Any] = {"notes": [], "class_column": column, "samples": samples}
     markdown = ["## The data", ""]
