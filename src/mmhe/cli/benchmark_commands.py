@@ -28,6 +28,9 @@ def benchmark_command(
         help="'sync' (this process), a Dask scheduler address, or 'local' for a local cluster.",
     ),
     workers: int = typer.Option(2, help="Workers of a local cluster."),
+    device: str = typer.Option(
+        "auto", help="Where torch models train: auto (CUDA when available), cpu or cuda."
+    ),
 ) -> None:
     """Run a config (or one model/task/modality) and print the paper-style table."""
     from mmhe.evaluation.results import paper_table
@@ -66,6 +69,7 @@ def benchmark_command(
             out,
             scheduler=None if scheduler == "local" else scheduler,
             n_workers=workers,
+            device=device,
             progress=lambda r: progress.update(
                 bar, advance=1, description=f"{r['model']} {r['modalities']} fold {r['fold']}"
             ),

@@ -1,4 +1,4 @@
-"""Evaluation: protocols (`splits`), metrics (`metrics`) and the training engine (`training`).
+"""Evaluation: protocols (`splits`), metrics (`metrics`), training (`training`, `engine`).
 
 >>> from mmhe.evaluation import loso, run_folds, pooled_scores
 >>> folds = list(loso(groups))                                  # doctest: +SKIP
@@ -6,6 +6,7 @@
 >>> pooled_scores(predictions.y_true, predictions.y_pred)       # doctest: +SKIP
 """
 
+from mmhe.evaluation.engine import Member, Trained, train_models
 from mmhe.evaluation.metrics import (
     METRICS,
     SubjectScores,
@@ -16,6 +17,12 @@ from mmhe.evaluation.metrics import (
     pooled_scores,
     scores_from_confusion,
 )
+from mmhe.evaluation.settings import (
+    TrainSettings,
+    fold_seeds,
+    resolve_device,
+    resolve_settings,
+)
 from mmhe.evaluation.splits import (
     Fold,
     LeakageError,
@@ -25,29 +32,20 @@ from mmhe.evaluation.splits import (
     loso,
     trial_kfold,
 )
-from mmhe.evaluation.training import (
-    FitResult,
-    TrainSettings,
-    epoch_permutation,
-    fit_predict,
-    fold_seeds,
-    resolve_settings,
-    run_folds,
-    shared_batches,
-    tune_allocator,
-)
+from mmhe.evaluation.training import FitResult, fit_predict, run_folds
 
 __all__ = [
     "METRICS",
     "FitResult",
     "Fold",
     "LeakageError",
+    "Member",
     "SubjectScores",
     "TrainSettings",
+    "Trained",
     "audit_split",
     "bootstrap_ci",
     "confusion",
-    "epoch_permutation",
     "fit_predict",
     "fold_seeds",
     "group_kfold",
@@ -56,10 +54,10 @@ __all__ = [
     "paired_permutation_test",
     "per_subject_scores",
     "pooled_scores",
+    "resolve_device",
     "resolve_settings",
     "run_folds",
     "scores_from_confusion",
-    "shared_batches",
+    "train_models",
     "trial_kfold",
-    "tune_allocator",
 ]

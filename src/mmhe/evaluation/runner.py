@@ -130,14 +130,21 @@ def _inputs(spec: RunSpec, data: TaskData) -> Any:
     return data.X[spec.modalities[0]]
 
 
-def environment() -> dict[str, Any]:
+def environment(device: str = "auto") -> dict[str, Any]:
+    from mmhe.evaluation.settings import resolve_device
+
     packages = {}
     for name in PACKAGES:
         try:
             packages[name] = version(name)
         except PackageNotFoundError:
             packages[name] = "not installed"
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": packages,
+        "device": str(resolve_device(device)),
+    }
 
 
 def _run_combination(
@@ -148,6 +155,7 @@ def _run_combination(
     config_hash: str,
     progress: Callable[[dict], None],
     max_folds: int | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     from mmhe.evaluation.training import run_folds
 
@@ -210,6 +218,7 @@ def _run_combination(
             seed=spec.seed,
             early_stopping=spec.early_stopping,
             trials=trials,
+            device=device,
             client=client,
             on_fold_done=save,
         )
@@ -231,6 +240,7 @@ def run_benchmark(
     n_workers: int = 2,
     progress: Callable[[dict], None] | None = None,
     max_folds: int | None = None,
+    device: str = "auto",
 ) -> pd.DataFrame:
     """Run every combination of `config` on `store`; returns the results table.
 
@@ -238,6 +248,8 @@ def run_benchmark(
         combinations are marked incomplete and a later run finishes them).
     scheduler : "sync" trains in this process; None starts a local Dask cluster;
         an address uses an existing one. Folds are the parallel unit.
+    device : "auto" (CUDA when available), "cpu" or "cuda": where torch models train
+        (recorded in environment.json).
     """
     from mmhe.features.batch import compute_features
     from mmhe.store import MMHEStore
@@ -250,6 +262,9 @@ def run_benchmark(
         from mmhe.models import model_spec
 
         model_spec(spec.model)  # unknown names fail before any work
+    from mmhe.evaluation.settings import resolve_device
+
+    resolve_device(device)  # an unknown or missing device fails before any work
     needed = sorted({m for s in specs for m in s.modalities})
     compute_features(
         store_path,
@@ -284,10 +299,10 @@ def run_benchmark(
                 )
             outcomes.append(
                 _run_combination(
-                    spec, tasks[key], run_dir, client, config_hash, progress, max_folds
+                    spec, tasks[key], run_dir, client, config_hash, progress, max_folds, device
                 )
             )
-    return write_results(run_dir, config, store_path, outcomes, tasks, config_hash)
+    return write_results(run_dir, config, store_path, outcomes, tasks, config_hash, device)
 
 
 def needed_for(specs: list[RunSpec], key: tuple[str, str]) -> list[str]:
@@ -302,6 +317,7 @@ def write_results(
     outcomes: list[dict[str, Any]],
     tasks: dict[tuple, TaskData],
     config_hash: str,
+    device: str = "auto",
 ) -> pd.DataFrame:
     predictions, fold_rows, results, checks = [], [], [], []
     for outcome in outcomes:
@@ -386,7 +402,7 @@ def write_results(
             indent=2,
         )
     )
-    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2))
+    (run_dir / "environment.json").write_text(json.dumps(environment(device), indent=2))
     results_frame.round(3).to_csv(run_dir / "results.csv", index=False)
     (run_dir / "results.md").write_text(
         f"# {config.title}\n\nPooled over all folds (MEGC convention); 95 % CIs from a "

@@ -35,7 +35,7 @@ from mmhe.models.fusion import (
     focal_loss,
 )
 from mmhe.models.physio import PhysioMLP
-from mmhe.models.visual import RCNA, FeatRef, MultiFoldSTSTNet, OffApexNet, STSTNet
+from mmhe.models.visual import RCNA, FeatRef, OffApexNet, STSTNet
 
 __all__ = [
     "EEGTCN",
@@ -47,7 +47,6 @@ __all__ = [
     "LateFusion",
     "LogisticRegressionClassifier",
     "ModelSpec",
-    "MultiFoldSTSTNet",
     "OffApexNet",
     "PhysioMLP",
     "STSTNet",
