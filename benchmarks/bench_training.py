@@ -17,8 +17,16 @@ B. the loop of A, one fold per task, on the Dask workers (``--workers`` single-t
    processes of `mmhe.parallel.local_cluster`): plain code using every core;
 C. `mmhe.evaluation.run_folds(name, ..., client=...)` (the engine) on the same workers,
    ``--seeds`` seeds;
-M. (STSTNet) C on a cluster with Dask's own worker memory settings instead of
-   `mmhe.parallel.WORKER_ENVIRON` (the figure behind that setting).
+F. (STSTNet) ``run_folds(..., engine="fused")``, the hand-written STSTNet trainer
+   (`mmhe.evaluation.fused_ststnet`), on the same workers;
+M. (STSTNet, a quarter of the folds) B, C and F on a cluster with Dask's own worker
+   memory settings and on one with `mmhe.parallel.WORKER_ENVIRON` (the figures behind
+   that setting).
+
+Then, in this process, the engine's fold stacking: members trained one per group
+against eight per group (`torch.func.vmap`), per CPU-second, for a few registry models
+on random inputs of their documented shapes (the figures behind
+`mmhe.evaluation.engine.CPU_STACKING_MAX_FLOPS`).
 
 Throughput = sum over folds of (training samples x epochs) / wall seconds; CPU seconds
 are of every process involved (this one and the workers). On a machine shared with other
@@ -51,7 +59,15 @@ from distributed import Client
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mmhe.evaluation import loso, pooled_scores, run_folds
+from mmhe.evaluation import (
+    Member,
+    fold_seeds,
+    loso,
+    pooled_scores,
+    resolve_settings,
+    run_folds,
+    train_models,
+)
 from mmhe.evaluation.engine import profile_step
 from mmhe.models import STSTNet, build_model, model_spec
 from mmhe.parallel import local_cluster
@@ -287,16 +303,98 @@ class Bench:
         for seed in range(seeds):
             run = partial(engine, folds, seed=seed, client=client)
             self.measure(name, f"C mmhe engine, {self.workers} workers", seed, work, run, client)
+        if main_model:
+            for seed in range(seeds):
+                run = partial(engine, folds, seed=seed, client=client, engine="fused")
+                label = f"F fused STSTNet engine (opt-in), {self.workers} workers"
+                self.measure(name, label, seed, work, run, client)
         if main_model:  # the worker memory settings: Dask's own vs mmhe.parallel's
             few = folds[: max(self.workers, len(folds) // 4)]
             few_work = sum(f.train_idx.size for f in few) * epochs
             with local_cluster(self.workers, environ={}) as default, Client(default) as other:
                 other.run(warm_up, [name])
-                run = partial(engine, few, seed=0, client=other)
-                label = "M engine, Dask's default worker memory settings"
-                self.measure(name, label, 0, few_work, run, other)
-            run = partial(engine, few, seed=0, client=client)
-            self.measure(name, "C' mmhe engine, the folds of M", 0, few_work, run, client)
+                for on, memory in ((other, "Dask's"), (client, "mmhe's")):
+                    for what, fn in self.worker_runs(name, few, epochs, lr, on).items():
+                        label = f"M {what}, {memory} worker memory settings"
+                        self.measure(name, label, 0, few_work, fn, on)
+
+    def worker_runs(
+        self, name: str, folds: list, epochs: int, lr: float | None, on: Client
+    ) -> dict[str, Callable]:
+        """The plain loop, the engine and the fused engine on the workers of ``on``."""
+        X, y, groups = self.data
+        remote = on.scatter([X, y, groups], broadcast=True, hash=False)
+
+        def plain() -> pd.DataFrame:
+            futures = [
+                on.submit(plain_loso, name, *remote, [f], epochs, lr, 0, 1, pure=False)
+                for f in folds
+            ]
+            return pd.concat(on.gather(futures), ignore_index=True)
+
+        engine = partial(run_folds, name, X, y, groups, folds, epochs=epochs, lr=lr, client=on)
+        return {
+            "plain loop": plain,
+            "engine": partial(engine, device="cpu"),
+            "fused engine": partial(engine, engine="fused"),
+        }
+
+
+def _random_inputs(sizes: tuple | dict, rng: np.random.Generator) -> torch.Tensor | dict:
+    """Normal random float32 inputs of ``sizes`` (a shape, or {modality: shape} plus the
+    "present" flags of a fusion model)."""
+    if isinstance(sizes, dict):
+        x = {m: torch.from_numpy(rng.normal(size=s).astype(np.float32)) for m, s in sizes.items()}
+        n = next(iter(sizes.values()))[0]
+        return x | {"present": torch.ones(n, len(sizes))}
+    return torch.from_numpy(rng.normal(size=sizes).astype(np.float32))
+
+
+def stacking(names: list[str], members: int = 8, epochs: int = 2) -> None:
+    """Engine throughput per CPU-second with one member per group vs ``members`` per
+    group, in this process, one thread."""
+    print(f"\nfold stacking (torch.func.vmap), {members} members, {epochs} epochs, one thread:")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for name in names:
+        spec = model_spec(name)
+        batch = spec.defaults.batch_size
+        n = 4 * batch
+        shape = spec.example_shape
+        if isinstance(shape, dict):
+            sizes = {m: (n, *s) for m, s in shape.items()}
+        else:
+            sizes = (n, *shape)
+
+        group = [
+            Member(
+                _random_inputs(sizes, rng),
+                torch.from_numpy(rng.integers(0, 3, n)),
+                fold_seeds(0, f),
+            )
+            for f in range(members)
+        ]
+        factory = partial(build_model, name, n_classes=3, **spec.shape_kwargs(sizes))
+        first = group[0]
+        rows = np.arange(batch)
+        x0 = (
+            {k: v[rows] for k, v in first.x.items()} if isinstance(first.x, dict) else first.x[rows]
+        )
+        flops = profile_step(factory(), x0, first.y[rows]).flops
+        rates = {}
+        for size in (1, members):
+            settings = resolve_settings(name, epochs=1, folds_per_group=size, device="cpu")
+            train_models(factory, group[:size], settings)  # warm-up
+            settings = resolve_settings(name, epochs=epochs, folds_per_group=size, device="cpu")
+            started = time.process_time()
+            train_models(factory, group, settings)
+            rates[size] = members * n * epochs / (time.process_time() - started)
+        print(
+            f"  {name:16s} batch {batch:3d}: {flops / 1e6:8.1f} MFLOP per step; "
+            f"1 per group {rates[1]:8.0f}, {members} per group {rates[members]:8.0f} "
+            f"sample-steps per CPU-s ({rates[members] / rates[1]:.2f}x)",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -309,6 +407,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-3, help="STSTNet (5e-5 x 500 epochs)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stacking-models", default="physio_mlp,early_fusion,eeg_tcn,ststnet")
     args = parser.parse_args()
     names = args.models.split(",")
 
@@ -352,6 +451,8 @@ def main() -> None:
         client.close()
         cluster.close()
     report(pd.DataFrame(bench.rows), names, all_folds, args.workers, peak)
+    if args.stacking_models:
+        stacking(args.stacking_models.split(","))
 
 
 def report(

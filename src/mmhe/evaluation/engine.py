@@ -344,13 +344,18 @@ def train_models(
             raise ConfigError("a member has no training sample")
         with seeded_torch(member.seeds[0]):
             models.append(factory())
-    first = members[0]
-    rows = np.arange(min(first.n, settings.batch_size))
-    profile = profile_step(models[0], _rows(first.x, rows), first.y[rows], first.n)
+    if settings.folds_per_group == 1:  # nothing to decide: skip measuring a step
+        profile, groups = None, [[i] for i in range(len(members))]
+    else:
+        first = members[0]
+        rows = np.arange(min(first.n, settings.batch_size))
+        profile = profile_step(models[0], _rows(first.x, rows), first.y[rows], first.n)
+        groups = plan_groups(members, settings, profile, device)
     results: list[Trained | None] = [None] * len(members)
-    for group in plan_groups(members, settings, profile, device):
+    for group in groups:
+        exact = profile is None or profile.exact
         trained = _train_group(
-            [models[i] for i in group], [members[i] for i in group], settings, device, profile
+            [models[i] for i in group], [members[i] for i in group], settings, device, exact
         )
         for i, result in zip(group, trained, strict=True):
             results[i] = result
@@ -394,12 +399,12 @@ def _train_group(
     members: list[Member],
     settings: TrainSettings,
     device: torch.device,
-    profile: StepProfile,
+    exact: bool,
 ) -> list[Trained]:
     """Train the members of one group as one stacked model (see the module docstring)."""
     started = time.perf_counter()
     with seeded_torch(members[0].seeds[2], [device]):  # only for uncontrolled randomness
-        group = _StackedGroup(models, members, settings, device, profile)
+        group = _StackedGroup(models, members, settings, device, exact)
         orders = [
             batch_order(m.seeds[1], m.n, settings.batch_size, settings.epochs) for m in members
         ]
@@ -420,7 +425,7 @@ def _train_group(
         seconds = (time.perf_counter() - started) / len(members)
         trained = []
         for f in range(len(members)):
-            model = copy.deepcopy(group.skeleton)
+            model = group.models[f]  # built by the factory; its own tensors were copied
             state = {k: v[f] for k, v in (group.params | group.buffers).items()}
             if early is not None and early.best_state[f] is not None:
                 state = early.best_state[f]
@@ -447,9 +452,9 @@ class _StackedGroup:
         members: list[Member],
         settings: TrainSettings,
         device: torch.device,
-        profile: StepProfile,
+        exact: bool,
     ) -> None:
-        models = [m.to(device) for m in models]
+        self.models = models = [m.to(device) for m in models]
         self.members, self.device = members, device
         self.skeleton = copy.deepcopy(models[0])
         self.params, self.buffers = stack_module_state(models)
@@ -457,7 +462,7 @@ class _StackedGroup:
         self.x = _stack_data([m.x for m in members], device)
         self.y = _stack_data([m.y for m in members], device)
         n = len(members)
-        self.loss = _per_member(_loss_function(self.skeleton), n, profile.exact, device.type)
+        self.loss = _per_member(_loss_function(self.skeleton), n, exact, device.type)
         self.constrain = _constraint(self.skeleton, n)
         self.generators = [torch.Generator(device=device).manual_seed(m.seeds[2]) for m in members]
         self.calls: dict[int, list[DropoutCall]] = {}  # dropout calls per batch size
@@ -479,19 +484,6 @@ class _StackedGroup:
             self.constrain(self.params)
 
     def _losses(self, chosen: np.ndarray, rows: list[np.ndarray]) -> Tensor:
-        size = len(rows[0])
-        if size not in self.calls:
-            first = self.members[chosen[0]]
-            self.calls[size] = dropout_calls(
-                self.skeleton, _rows(first.x, rows[0]), first.y[rows[0]]
-            )
-        masks = [
-            torch.stack(parts)
-            for parts in zip(
-                *(draw_masks(self.calls[size], self.generators[f], self.device) for f in chosen),
-                strict=True,
-            )
-        ]
         idx = torch.as_tensor(np.stack(rows), device=self.device)
         if len(chosen) == len(self.members):
             sel, params, buffers = self.everyone, self.params, self.buffers
@@ -499,9 +491,15 @@ class _StackedGroup:
             sel = torch.as_tensor(chosen, device=self.device)
             params = {k: v[sel] for k, v in self.params.items()}
             buffers = {k: v[sel] for k, v in self.buffers.items()}
-        losses = self.loss(
-            params, buffers, _gather(self.x, sel, idx), _gather(self.y, sel, idx), masks
-        )
+        x, y = _gather(self.x, sel, idx), _gather(self.y, sel, idx)
+        size = len(rows[0])
+        if size not in self.calls:
+            with torch.no_grad():  # the skeleton's own tensors are scratch: no copy needed
+                _, recorder = _recorded_forward(self.skeleton.train(), _first(x), _first(y))
+            self.calls[size] = recorder.calls
+        draws = [draw_masks(self.calls[size], self.generators[f], self.device) for f in chosen]
+        masks = [torch.stack(parts) for parts in zip(*draws, strict=True)]
+        losses = self.loss(params, buffers, x, y, masks)
         if buffers is not self.buffers:
             with torch.no_grad():
                 for k, v in buffers.items():

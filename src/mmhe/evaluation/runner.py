@@ -251,9 +251,11 @@ def run_benchmark(
     device : "auto" (CUDA when available), "cpu" or "cuda": where torch models train
         (recorded in environment.json).
     """
+    from mmhe.evaluation.settings import resolve_device
     from mmhe.features.batch import compute_features
     from mmhe.store import MMHEStore
 
+    resolve_device(device)  # an unknown or missing device fails before any work
     store_path = MMHEStore(store).path
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -262,9 +264,6 @@ def run_benchmark(
         from mmhe.models import model_spec
 
         model_spec(spec.model)  # unknown names fail before any work
-    from mmhe.evaluation.settings import resolve_device
-
-    resolve_device(device)  # an unknown or missing device fails before any work
     needed = sorted({m for s in specs for m in s.modalities})
     compute_features(
         store_path,
@@ -367,7 +366,7 @@ def write_results(
         {
             "check": "normalisation fit on training participants only (per fold)",
             "passed": True,
-            "detail": "mmhe.evaluation.training._Scaler.fit on the training rows of each fold",
+            "detail": "mmhe.evaluation.scaling.Scaler.fit on the training rows of each fold",
         }
     )
     stopping = [o["spec"].key() for o in outcomes if o["spec"].early_stopping]

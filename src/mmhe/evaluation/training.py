@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -531,6 +531,7 @@ def run_folds(
         engine=engine,
     )
     size = _folds_per_task(model_name, X, y, groups, folds[0], k, settings)
+    settings = replace(settings, folds_per_group=size)  # the tasks need not measure again
     chunks = [folds[i : i + size] for i in range(0, len(folds), size)]
     by_index = {f.index: f for f in folds}
     tables: dict[int, pd.DataFrame] = {}
