@@ -56,6 +56,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from distributed import Client
+from scipy.stats import ttest_ind
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -489,17 +490,24 @@ def report(
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if "ststnet" in names:
-        plain = frame[(frame.model == "ststnet") & frame.run.str.startswith("A plain")]
-        engine = frame[(frame.model == "ststnet") & frame.run.str.startswith("C mmhe")]
-        print(f"\nststnet pooled metrics, {len(plain)} plain seeds vs {len(engine)} engine seeds:")
-        for m in ("accuracy", "uf1", "uar"):
-            lo, hi = plain[m].min(), plain[m].max()
-            inside = ((engine[m] >= lo - 1e-9) & (engine[m] <= hi + 1e-9)).sum()
-            print(
-                f"  {m:8s} plain {plain[m].mean():.3f} [{lo:.3f}, {hi:.3f}]   engine "
-                f"{engine[m].mean():.3f} [{engine[m].min():.3f}, {engine[m].max():.3f}]"
-                f"   engine seeds inside the plain range: {inside}/{len(engine)}"
-            )
+        mine = frame[frame.model == "ststnet"]
+        plain = mine[mine.run.str.startswith("A plain")]
+        print(
+            f"\nststnet pooled metrics per seed (mean, SD, range; Welch t-test against the "
+            f"plain loop's {len(plain)} seeds; inside: seeds within the plain loop's range):"
+        )
+        for prefix in ("A plain", "C mmhe", "F fused"):
+            runs = mine[mine.run.str.startswith(prefix)]
+            for m in ("accuracy", "uf1"):
+                values, ref = runs[m].to_numpy(), plain[m].to_numpy()
+                inside = ((values >= ref.min() - 1e-9) & (values <= ref.max() + 1e-9)).sum()
+                p = ttest_ind(values, ref, equal_var=False).pvalue if len(values) > 1 else np.nan
+                print(
+                    f"  {runs.run.iloc[0][:34]:34s} {m:8s} {values.mean():.3f} ± "
+                    f"{values.std(ddof=1) if len(values) > 1 else 0:.3f} [{values.min():.3f}, "
+                    f"{values.max():.3f}]  p = {p:.2f}  inside: {inside}/{len(values)}  "
+                    f"per seed: {', '.join(f'{v:.3f}' for v in values)}"
+                )
     print(f"\nprojected full LOSO protocol ({LOSO_FOLDS} folds x published epochs):")
     for model in names:
         full = sum(f.train_idx.size for f in all_folds) * model_spec(model).defaults.epochs

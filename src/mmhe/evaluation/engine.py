@@ -190,6 +190,13 @@ def _first(tree: Any) -> Any:
     return [_first(v) for v in tree]
 
 
+def _head(tree: Any, k: int) -> Any:
+    """The first k rows of a tensor or of every tensor of a dict."""
+    if isinstance(tree, Mapping):
+        return {key: v[:k] for key, v in tree.items()}
+    return tree[:k]
+
+
 def _channels_last(tree: Any) -> Any:
     if isinstance(tree, Tensor):
         return tree.contiguous(memory_format=torch.channels_last) if tree.dim() == 4 else tree
@@ -466,6 +473,7 @@ class _StackedGroup:
         self.constrain = _constraint(self.skeleton, n)
         self.generators = [torch.Generator(device=device).manual_seed(m.seeds[2]) for m in members]
         self.calls: dict[int, list[DropoutCall]] = {}  # dropout calls per batch size
+        self.per_row: list[DropoutCall] | None = None  # calls of a 2-row batch, if they scale
         self.everyone = torch.arange(n, device=device)
 
     def step(self, batch_rows: list[np.ndarray]) -> None:
@@ -483,6 +491,41 @@ class _StackedGroup:
         if self.constrain is not None:
             self.constrain(self.params)
 
+    def _dropout_calls(self, x: Any, y: Tensor) -> list[DropoutCall]:
+        """The dropout calls of a forward on the batch (x, y). Recorded once on two and on
+        three rows: when every call's first axis is the batch, any batch size follows;
+        otherwise each batch size is recorded on a batch of its own."""
+        size = int(y.shape[0])
+        if size in self.calls:
+            return self.calls[size]
+        if self.per_row is None:
+            self.per_row = []
+            try:
+                probes = [self._record(_head(x, k), y[:k]) for k in (2, 3)] if size >= 3 else []
+            except (RuntimeError, ValueError):  # the model cannot run on so few rows
+                probes = []
+            if probes:
+                follows = all(
+                    len(a.shape) == len(b.shape)
+                    and a.shape[0] == 2
+                    and b.shape[0] == 3
+                    and a.shape[1:] == b.shape[1:]
+                    and (a.kind, a.p) == (b.kind, b.p)
+                    for a, b in zip(*probes, strict=True)
+                ) and len(probes[0]) == len(probes[1])
+                self.per_row = probes[0] if follows else []
+        if self.per_row:
+            calls = [DropoutCall(c.kind, (size, *c.shape[1:]), c.p) for c in self.per_row]
+        else:
+            calls = self._record(x, y)
+        self.calls[size] = calls
+        return calls
+
+    def _record(self, x: Any, y: Tensor) -> list[DropoutCall]:
+        with torch.no_grad():  # the skeleton's own tensors are scratch: no copy needed
+            _, recorder = _recorded_forward(self.skeleton.train(), x, y)
+        return recorder.calls
+
     def _losses(self, chosen: np.ndarray, rows: list[np.ndarray]) -> Tensor:
         idx = torch.as_tensor(np.stack(rows), device=self.device)
         if len(chosen) == len(self.members):
@@ -492,12 +535,8 @@ class _StackedGroup:
             params = {k: v[sel] for k, v in self.params.items()}
             buffers = {k: v[sel] for k, v in self.buffers.items()}
         x, y = _gather(self.x, sel, idx), _gather(self.y, sel, idx)
-        size = len(rows[0])
-        if size not in self.calls:
-            with torch.no_grad():  # the skeleton's own tensors are scratch: no copy needed
-                _, recorder = _recorded_forward(self.skeleton.train(), _first(x), _first(y))
-            self.calls[size] = recorder.calls
-        draws = [draw_masks(self.calls[size], self.generators[f], self.device) for f in chosen]
+        calls = self._dropout_calls(_first(x), _first(y))
+        draws = [draw_masks(calls, self.generators[f], self.device) for f in chosen]
         masks = [torch.stack(parts) for parts in zip(*draws, strict=True)]
         losses = self.loss(params, buffers, x, y, masks)
         if buffers is not self.buffers:
