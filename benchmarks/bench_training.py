@@ -45,6 +45,7 @@ Run (one complete table, about 15 min on two loaded cores):
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -411,6 +412,7 @@ def main() -> None:
     parser.add_argument("--stacking-models", default="physio_mlp,early_fusion,eeg_tcn,ststnet")
     args = parser.parse_args()
     names = args.models.split(",")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # shutdown chatter
 
     X, y, groups = synthetic_mmhe()
     all_folds = list(loso(groups))

@@ -217,7 +217,11 @@ def _per_member(
         x = _first(x)
         if device_type == "cpu":
             x = _channels_last(x)
-        return fn(_first(params), _first(buffers), x, _first(y), _first(masks)).unsqueeze(0)
+        # squeeze, not [0]: its backward is a reshape, where indexing would write the
+        # gradient into a fresh zero tensor at every step
+        params = {k: v.squeeze(0) for k, v in params.items()}
+        buffers = {k: v.squeeze(0) for k, v in buffers.items()}
+        return fn(params, buffers, x, _first(y), _first(masks)).unsqueeze(0)
 
     return single
 
