@@ -26,7 +26,7 @@ M. (STSTNet, a quarter of the folds) B, C and F on a cluster with Dask's own wor
 Then, in this process, the engine's fold stacking: members trained one per group
 against eight per group (`torch.func.vmap`), per CPU-second, for a few registry models
 on random inputs of their documented shapes (the figures behind
-`mmhe.evaluation.engine.CPU_STACKING_MAX_FLOPS`).
+`mmhe.evaluation.planning.CPU_STACKING_MAX_FLOPS`).
 
 Throughput = sum over folds of (training samples x epochs) / wall seconds; CPU seconds
 are of every process involved (this one and the workers). On a machine shared with other
@@ -70,7 +70,7 @@ from mmhe.evaluation import (
     run_folds,
     train_models,
 )
-from mmhe.evaluation.engine import profile_step
+from mmhe.evaluation.planning import profile_step
 from mmhe.models import STSTNet, build_model, model_spec
 from mmhe.parallel import local_cluster
 

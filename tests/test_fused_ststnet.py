@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from mmhe.errors import ConfigError
 from mmhe.evaluation import loso, run_folds
+from mmhe.evaluation.fused_block import MultiFoldSTSTNet
 from mmhe.evaluation.fused_ststnet import (
-    MultiFoldSTSTNet,
     _StackedAdam,
     epoch_permutation,
     shared_batches,

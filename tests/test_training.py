@@ -22,8 +22,8 @@ from mmhe.evaluation import (
     run_folds,
     train_models,
 )
-from mmhe.evaluation.dropout import DropoutMasks, draw_masks
-from mmhe.evaluation.engine import batch_order, batches, dropout_calls, steps_per_epoch
+from mmhe.evaluation.dropout import DropoutMasks, draw_masks, dropout_calls
+from mmhe.evaluation.planning import batch_order, batches, steps_per_epoch
 from mmhe.evaluation.scaling import prepare
 from mmhe.evaluation.settings import torch_threads
 from mmhe.models import build_model, model_spec

@@ -23,6 +23,7 @@ values scaled by 1 / (1 - p)), not its random numbers.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from mmhe.errors import ConfigError
@@ -193,3 +194,20 @@ def draw_masks(
         keep = torch.rand(call.shape, generator=generator, device=device) >= call.p
         masks.append(keep.to(dtype).mul_(1.0 / (1.0 - call.p)))
     return masks
+
+
+def recorded_loss(model: nn.Module, x: Any, y: Tensor) -> tuple[Tensor, DropoutMasks]:
+    """Loss of a training-mode forward of ``model`` with its dropout calls recorded."""
+    recorder = DropoutMasks()
+    with recorder:
+        if hasattr(model, "training_loss"):
+            return model.training_loss(x, y), recorder
+        logits = model(x)
+    return F.cross_entropy(logits, y), recorder
+
+
+def dropout_calls(model: nn.Module, x: Any, y: Tensor) -> list[DropoutCall]:
+    """The dropout calls of one training step of ``model`` on (x, y) (a copy runs it)."""
+    with torch.no_grad():
+        _, recorder = recorded_loss(copy.deepcopy(model).train(), x, y)
+    return recorder.calls

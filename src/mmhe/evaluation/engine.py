@@ -18,7 +18,8 @@ How members train together
 
 Why a member's result does not depend on its group (tested, to float tolerance)
     - its model is built by ``factory()`` under its own seed (`fold_seeds`);
-    - its batches are those of a plain shuffled loop over its own samples (`batch_order`);
+    - its batches are those of a plain shuffled loop over its own samples
+      (`mmhe.evaluation.planning.batch_order`);
     - its dropout masks come from its own `torch.Generator` (`mmhe.evaluation.dropout`);
     - its BatchNorm statistics are its own slice of the stacked buffers;
     - Adam, AdamW and SGD are element-wise, so one optimiser over stacked tensors equals
@@ -31,27 +32,16 @@ Why a member's result does not depend on its group (tested, to float tolerance)
     generator; its members then train one per group unless ``folds_per_group`` asks for
     more, in which case their results are equal in distribution, not in value.
 
-Group size (`plan_groups`)
-    On a GPU members are stacked up to ``CUDA_MAX_GROUP`` (and the memory budget): a
-    small model fills a GPU only that way. On the CPU stacking pays when framework
-    overhead per operation dominates (small layers, small batches) and costs when the
-    operations are large: `vmap` turns a convolution of F models into a grouped
-    convolution, which oneDNN runs 2-3x slower per model than F separate ones. The
-    engine therefore stacks on the CPU only models whose training step costs less than
-    ``CPU_STACKING_MAX_FLOPS`` per batch (measured with `torch.utils.flop_counter`);
-    figures in ``benchmarks/bench_training.py``. Image batches (N, C, H, W) of a group
-    of one are fed in channels-last layout on the CPU, where oneDNN's convolutions and
-    pooling run fastest. A fixed memory budget (``CPU_MEMORY_BYTES``; a CUDA device's
-    half) caps the group, so the grouping, and hence every number, is the same on every
-    run.
+Group size and batches: `mmhe.evaluation.planning`. Image batches (N, C, H, W) of a
+group of one are fed in channels-last layout on the CPU, where oneDNN's convolution,
+BatchNorm and pooling of STSTNet run fastest.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,18 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from torch.utils.flop_counter import FlopCounterMode
 
 from mmhe.errors import ConfigError
-from mmhe.evaluation.dropout import DropoutCall, DropoutMasks, draw_masks
+from mmhe.evaluation.dropout import DropoutCall, DropoutMasks, draw_masks, recorded_loss
+from mmhe.evaluation.planning import batch_order, plan_groups, profile_step
 from mmhe.evaluation.settings import TrainSettings, resolve_device, seeded_torch
-
-CPU_STACKING_MAX_FLOPS = 10e6
-"""Largest training-step cost (FLOPs per batch, forward + backward) stacked on the CPU."""
-CPU_MAX_GROUP = 8
-CUDA_MAX_GROUP = 64
-CPU_MEMORY_BYTES = 2 * 2**30
-"""Memory budget of one group on the CPU (data, parameters, optimiser state, activations)."""
 
 
 @dataclass
@@ -103,46 +86,6 @@ class Trained:
 
     model: nn.Module
     info: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StepProfile:
-    """What one training step of a model costs, measured on a batch of ``batch_size``.
-
-    flops : forward + backward FLOPs of the batch (`torch.utils.flop_counter`).
-    member_bytes : one member's data, parameters (x 4: weights, gradients, two optimiser
-        moments) and activations (x 2: kept for the backward pass, and their gradients).
-    exact : every random operation of the forward is a dropout `DropoutMasks` replaces.
-    """
-
-    batch_size: int
-    flops: float
-    member_bytes: int
-    exact: bool
-    uncontrolled: tuple[str, ...]
-
-
-def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Consecutive batches of ``order``; a final batch of one sample joins the previous
-    one (BatchNorm cannot train on a single sample)."""
-    parts = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if len(parts) > 1 and len(parts[-1]) == 1:
-        last = parts.pop()
-        parts[-1] = np.concatenate([parts[-1], last])
-    return parts
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Number of `batches` of n samples."""
-    steps = math.ceil(n / batch_size)
-    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
-
-
-def batch_order(seed: int, n: int, batch_size: int, epochs: int) -> Iterator[list[np.ndarray]]:
-    """The batches of every epoch of a shuffled loop over n samples (one Generator)."""
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        yield batches(rng.permutation(n), batch_size)
 
 
 # ------------------------------------------------------------------ the model as a function
@@ -224,93 +167,6 @@ def _per_member(
         return fn(params, buffers, x, _first(y), _first(masks)).unsqueeze(0)
 
     return single
-
-
-# ---------------------------------------------------------------------------- profiling
-
-
-def _recorded_forward(model: nn.Module, x: Any, y: Tensor) -> tuple[Tensor, DropoutMasks]:
-    """Loss of a training-mode forward of ``model`` with its dropout calls recorded."""
-    recorder = DropoutMasks()
-    with recorder:
-        if hasattr(model, "training_loss"):
-            return model.training_loss(x, y), recorder
-        logits = model(x)
-    return F.cross_entropy(logits, y), recorder
-
-
-def dropout_calls(model: nn.Module, x: Any, y: Tensor) -> list[DropoutCall]:
-    """The dropout calls of one training step of ``model`` on (x, y) (a copy runs it)."""
-    with torch.no_grad():
-        _, recorder = _recorded_forward(copy.deepcopy(model).train(), x, y)
-    return recorder.calls
-
-
-def profile_step(model: nn.Module, x: Any, y: Tensor, n_samples: int | None = None) -> StepProfile:
-    """Measure one training step of ``model`` on the batch (x, y) (a copy is trained).
-
-    n_samples : samples of a member's data, for ``member_bytes`` (default the batch).
-    """
-    probe = copy.deepcopy(model).train()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss, recorder = _recorded_forward(probe, x, y)
-        loss.backward()
-    batch = int(y.shape[0])
-    n = batch if n_samples is None else int(n_samples)
-    data = _tree_nbytes(x) // max(batch, 1) * n + 8 * n
-    weights = sum(p.numel() * p.element_size() for p in probe.parameters())
-    kept = sum(b.numel() * b.element_size() for b in probe.buffers())
-    return StepProfile(
-        batch_size=batch,
-        flops=float(counter.get_total_flops()),
-        member_bytes=int(data + 4 * weights + kept + 2 * recorder.output_bytes),
-        exact=not recorder.uncontrolled,
-        uncontrolled=tuple(sorted(set(recorder.uncontrolled))),
-    )
-
-
-def _tree_nbytes(tree: Any) -> int:
-    if isinstance(tree, Tensor):
-        return tree.numel() * tree.element_size()
-    if isinstance(tree, Mapping):
-        return sum(_tree_nbytes(v) for v in tree.values())
-    return 0
-
-
-def group_limit(profile: StepProfile, settings: TrainSettings, device: torch.device) -> int:
-    """Most members one group stacks: ``settings.folds_per_group`` if given, else the
-    rule of the module docstring, capped by the memory budget."""
-    if device.type == "cuda":
-        limit = CUDA_MAX_GROUP
-        budget = torch.cuda.get_device_properties(device).total_memory // 2
-    else:
-        limit = CPU_MAX_GROUP if profile.flops < CPU_STACKING_MAX_FLOPS else 1
-        budget = CPU_MEMORY_BYTES
-    if not profile.exact:
-        limit = 1
-    if settings.folds_per_group is not None:
-        limit = settings.folds_per_group
-    return max(1, min(limit, budget // max(profile.member_bytes, 1)))
-
-
-def plan_groups(
-    members: Sequence[Member],
-    settings: TrainSettings,
-    profile: StepProfile,
-    device: torch.device,
-) -> list[list[int]]:
-    """Member indices trained together: at most `group_limit` members with the same
-    number of steps per epoch. Deterministic for given members, settings and device."""
-    limit = group_limit(profile, settings, device)
-    by_steps: dict[int, list[int]] = {}
-    for i, member in enumerate(members):
-        by_steps.setdefault(steps_per_epoch(member.n, settings.batch_size), []).append(i)
-    return [
-        indices[i : i + limit]
-        for indices in by_steps.values()
-        for i in range(0, len(indices), limit)
-    ]
 
 
 # ---------------------------------------------------------------------------- training
@@ -527,7 +383,7 @@ class _StackedGroup:
 
     def _record(self, x: Any, y: Tensor) -> list[DropoutCall]:
         with torch.no_grad():  # the skeleton's own tensors are scratch: no copy needed
-            _, recorder = _recorded_forward(self.skeleton.train(), x, y)
+            _, recorder = recorded_loss(self.skeleton.train(), x, y)
         return recorder.calls
 
     def _losses(self, chosen: np.ndarray, rows: list[np.ndarray]) -> Tensor:

@@ -49,14 +49,9 @@ import pandas as pd
 import torch
 
 from mmhe.errors import ConfigError
-from mmhe.evaluation.engine import (
-    Member,
-    group_limit,
-    predict_proba,
-    profile_step,
-    train_models,
-)
+from mmhe.evaluation.engine import Member, predict_proba, train_models
 from mmhe.evaluation.fused_ststnet import train_fused_ststnet
+from mmhe.evaluation.planning import group_limit, profile_step
 from mmhe.evaluation.scaling import (
     ArrayInput,
     index_rows,
@@ -483,7 +478,7 @@ def run_folds(
         pass ``trials`` for trial-grouped protocols, where participants may be shared).
     device : "auto" (CUDA when available), "cpu" or "cuda"; every worker uses it.
     folds_per_group : folds trained together as one stacked model and run as one task
-        (default: the engine's rule, `mmhe.evaluation.engine.plan_groups`; predictions
+        (default: the engine's rule, `mmhe.evaluation.planning.plan_groups`; predictions
         are the same for any grouping, to float rounding).
     engine : "stacked" (`mmhe.evaluation.engine`: the registry module itself, any
         model, any device) or "fused" (STSTNet on the CPU only: the hand-written
