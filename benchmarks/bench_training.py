@@ -37,7 +37,7 @@ the limit: single-thread float32 matmul (2048 x 2048) in this process and on eve
 worker at once. Projected full protocol: all 275 folds x the model's published epochs at
 C's wall rate (and at its CPU rate on idle cores).
 
-Run (one complete table, about 15 min on two loaded cores):
+Run (one complete table; 10-20 min on two shared cores):
 
     .venv/bin/python benchmarks/bench_training.py
 """

@@ -7,12 +7,13 @@ hand-written forward and backward (`_ConvReluBnMaxPool`). It is the same mathema
 tested) but not the module: use the default engine (`mmhe.evaluation.engine`) unless
 the CPU time of a full protocol matters more than that.
 
-Why it is kept (the issue asked to remove it unless a measurement shows it pays):
-side by side on 2 loaded cores (8 LOSO folds x 12 epochs, one thread, in-process), it
-trains 14,800 sample-steps per CPU-second against 9,450 for the torch.func engine on
-`STSTNet`: 1.57x, which is the difference between about 2.0 h and 3.1 h for the full
-MMHE protocol (275 folds x 500 epochs) on two idle cores. ``benchmarks/bench_training.py``
-measures it (row "F fused STSTNet engine") beside the default engine.
+Why it is kept (the issue asked to remove it unless a measurement shows it pays): it
+needs less CPU time per sample-step than the torch.func engine on `STSTNet`. Side by
+side in one process (8 LOSO folds x 12 epochs, one thread, shared 2-core machine):
+12,000 against 8,750 sample-steps per CPU-second (1.37x; 1.57x in an earlier pair of
+runs under heavier load), about 2.4 h instead of 3.3 h for the full MMHE protocol
+(275 folds x 500 epochs) on two idle cores. On Dask workers (``benchmarks/
+bench_training.py``, rows F and C, three runs) the gain was 1.03x to 1.56x.
 
 How it differs from the default engine
     1. Shared rows. Each epoch draws ONE random permutation of all samples (seeded by

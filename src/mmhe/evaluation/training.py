@@ -32,8 +32,10 @@ Parallelism and threads
     Groups of folds are tasks: in this process, or with a ``distributed.Client`` on its
     workers. One torch thread per worker process (the default of `mmhe.parallel`):
     these networks are small, and intra-op threads mostly wait at barriers (with two
-    threads the plain STSTNet loop is 6x slower than with one on a loaded 2-core machine,
-    ``benchmarks/bench_training.py``); the cores are used by running folds side by side.
+    threads the plain STSTNet loop ran at 0.36x to 0.85x the wall-clock rate of one
+    thread, at 1.6x to 3.3x its CPU time, on a shared 2-core machine:
+    ``benchmarks/bench_training.py`` row D); the cores are used by running folds side
+    by side.
 """
 
 from __future__ import annotations
@@ -482,12 +484,12 @@ def run_folds(
         are the same for any grouping, to float rounding).
     engine : "stacked" (`mmhe.evaluation.engine`: the registry module itself, any
         model, any device) or "fused" (STSTNet on the CPU only: the hand-written
-        trainer of `mmhe.evaluation.fused_ststnet`, 1.6x less CPU time, results equal
-        in distribution but not in value to the stacked engine's).
+        trainer of `mmhe.evaluation.fused_ststnet`, 1.2x to 1.6x less CPU time,
+        results equal in distribution but not in value to the stacked engine's).
     client : None runs every group in this process; a ``distributed.Client`` runs the
         groups as tasks on its workers (inputs are scattered once). Use
         `mmhe.parallel.dask_client` or its worker environment: Dask's default memory
-        trimming makes training 2-3x slower (see `mmhe.parallel.WORKER_ENVIRON`).
+        trimming makes training 2-2.7x slower (see `mmhe.parallel.WORKER_ENVIRON`).
     on_fold_done : called with (fold index, its prediction rows, its info) as soon as
         the fold's group finishes (for incremental saving and resuming).
 

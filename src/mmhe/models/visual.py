@@ -44,9 +44,11 @@ class STSTNet(nn.Module):
     see the same input, so three convolutions of 3, 5 and 8 filters followed by
     per-stream layers are exactly one convolution of 16 filters followed by the same
     layers on 16 channels. Channels 0-2, 3-7 and 8-15 (`stream_slices`) are the
-    streams. One 16-filter convolution and one 16-channel BatchNorm run 1.3x faster
-    than three streams (NCHW) and 1.9x in channels-last layout, where BatchNorm on 3, 5
-    or 8 channels is slow (``benchmarks/bench_training.py`` measures both layouts).
+    streams. A plain training loop needs 1.2x to 1.4x less CPU time per sample-step
+    with one 16-filter convolution and one 16-channel BatchNorm than with three streams
+    (``benchmarks/bench_training.py``, rows A and A3), and the channels-last layout the
+    training engine uses pays only with 16 channels (oneDNN's channels-last BatchNorm
+    on 3, 5 or 8 channels is slower than in NCHW).
 
     1,683 trainable parameters for 3 classes (the paper quotes about 1,670). BatchNorm
     uses PyTorch's defaults (eps 1e-5, momentum 0.1); the paper trains with Adam, lr
