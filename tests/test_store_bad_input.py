@@ -295,7 +295,7 @@ def test_curry_shorter_than_its_header_is_named(tmp_path):
         (
             ["benchmark", "{store}", "--out", "{tmp}/r", "--model", "ststnet", "--modality", "eeg"],
             2,
-            "ststnet reads flow_image input",
+            "ststnet does not take eeg",
         ),
         (
             ["benchmark", "{store}", "--out", "{tmp}/r", "--model", "ststnet", "--task", "bogus"],
