@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from mmhe import __version__
 from mmhe.errors import InputFileError
@@ -35,7 +36,6 @@ from mmhe.reports.html import (
     FigureWriter,
     html_table,
     number,
-    percent,
     pvalue,
     render_page,
 )
@@ -381,7 +381,11 @@ def render_report(
         (number(int(results["n_samples"].max())) if len(results) else MISSING, "samples per seed"),
         (number(int(results["n_classes"].max())) if "n_classes" in results else MISSING, "classes"),
         (number(int(results["n_seeds"].max())) if "n_seeds" in results else "1", "seeds per model"),
-        (number(int((~results["model"].isin(CHANCE_BASELINES)).sum())), "models + chance rows"),
+        (
+            f"{int((~results['model'].isin(CHANCE_BASELINES)).sum())} + "
+            f"{int(results['model'].isin(CHANCE_BASELINES).sum())}",
+            "models + chance rows",
+        ),
         ("passed" if audit_ok else "FAILED", "leakage audit"),
     ]
     toc = [
@@ -406,7 +410,7 @@ def render_report(
         toc=toc,
         summary=summary,
         interval=config.get("interval", "95 % CIs"),
-        notes=config.get("notes", []),
+        notes=[_code_spans(note) for note in config.get("notes", [])],
         incomplete=incomplete,
         main_table=html_table(
             main_rows,
@@ -558,8 +562,11 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
-def _escape(text: str) -> str:
-    return html_module.escape(text)
+def _code_spans(text: str) -> Markup:
+    """A note as HTML: escaped, `backticks` as <code> (the notes are written in Markdown)."""
+    import re
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", html_module.escape(text)))
 
 
-__all__ = ["load_run", "main_table", "percent", "render_report"]
+__all__ = ["load_run", "main_table", "render_report"]
