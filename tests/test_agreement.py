@@ -710,7 +710,7 @@ def test_cli_writes_outputs_and_prints_tables(two_coders, tmp_path):
     assert summary["emotion_kappa"] == pytest.approx(report.emotion_kappa)
     assert summary["disagreements"]["emotion_tie"] == 2
     page = (out / "agreement.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.lower().startswith("<!doctype html>") and "<style>" in page
     assert "http" not in page and "<script" not in page and "<link" not in page
     detection = pd.read_csv(out / "detection.csv")
     assert detection["f1"].iloc[0] == pytest.approx(36 / 41)
@@ -786,3 +786,21 @@ def test_consensus_workbook_is_byte_reproducible(tmp_path):
     assert (tmp_path / "a" / "consensus.xlsx").read_bytes() == (
         tmp_path / "b" / "consensus.xlsx"
     ).read_bytes()
+
+
+def test_agreement_page_renders_in_headless_chromium(two_coders, tmp_path):
+    from chromium import assert_readable, probe
+
+    out = tmp_path / "agree"
+    args = ["annotations", "agree", *map(str, two_coders), "--coder", "A", "--coder", "B"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out / "agreement.html"
+    assert_readable(probe(page))
+    html = page.read_text()
+    report = agreement(two_coders, coders=["A", "B"])
+    kappa = f"{report.emotion_kappa:.3f}".replace("-", "−")
+    assert f"<b>{kappa}</b><span>emotion kappa (Cohen)</span>" in html
+    assert f'<td class="num">{18 / 21:.3f}</td>' in html  # detection precision of B
+    for title in ("Detection", "Timing differences", "Disagreements for adjudication"):
+        assert title in html

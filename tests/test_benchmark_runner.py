@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,78 +185,131 @@ def test_cli_runs_one_combination(store_tiny, tmp_path):
         assert "no CUDA GPU" in result.output and not (out / "x").exists()
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:  # the test set-up installs Debian's chromium when it is missing
-        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        path = shutil.which("chromium")
-        if path is None:
-            pytest.fail(f"chromium is missing and could not be installed: {done.stderr[-500:]}")
-    return path
-
-
-def _chromium_args(profile: Path) -> list[str]:
-    return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ]
-
-
-def test_report_renders_in_headless_chromium(run_dir, tmp_path):
-    result = CliRunner().invoke(
-        app, ["report", str(run_dir), "--out", str(tmp_path / "report.html")]
-    )
+@pytest.fixture(scope="module")
+def report(run_dir, tmp_path_factory):
+    """`mmhe report` of the run (with its data section from store_tiny, one face sample
+    per emotion), rendered once for the report tests."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(out), "--faces", "1"])
     assert result.exit_code == 0, result.output
-    html = tmp_path / "report.html"
-    text = html.read_text()
-    assert 'src="http' not in text and "<link" not in text  # self-contained
-    assert (tmp_path / "report.md").read_text().count("| ststnet |") == 1
-    chromium = _chromium()
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            chromium,
-            *_chromium_args(tmp_path / "p1"),
-            "--window-size=1200,2400",
-            f"--screenshot={shot}",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
-    assert pixels.std() > 20  # not blank
-    assert (pixels < 200).mean() > 0.05  # text, tables and figures, not a white page
-    dom = subprocess.run(
-        [
-            chromium,
-            *_chromium_args(tmp_path / "p2"),
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    assert 'data-images-loaded="all"' in dom
-    count = int(dom.split('data-image-count="')[1].split('"')[0])
-    assert count >= 3 + 3  # modality chart, participants, dataset + one confusion per model
+    return out
+
+
+def _cells(html: str, section: str) -> list[list[str]]:
+    """Text of every row of the first table of `section` (tags stripped)."""
+    import re
+
+    body = html.split(f'id="{section}"', 1)[1]
+    table = body.split("<table", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    strip = lambda text: re.sub(r"<[^>]+>", "", text).strip()  # noqa: E731
+    return [[strip(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)] for r in rows]
+
+
+def test_report_renders_in_headless_chromium(report):
+    from chromium import assert_readable, probe, screenshot
+
+    text = report.read_text()
+    assert 'src="http' not in text and "<link" not in text and "<script" not in text
+    measured = probe(report)
+    # scores + participants, 6 confusions, Figure 2, 2 EEG maps, physiology, 2 sync, faces
+    assert_readable(measured, min_images=2 + 6 + 1 + 2 + 1 + 2 + 3)
+    assert measured[400]["gifs"] >= 3 and measured[400]["height"] > measured[1400]["height"]
+    pixels = screenshot(report, 400)
+    assert pixels.std() > 20 and (pixels < 200).mean() > 0.05  # not a blank page
+    figures = report.parent / "figures"
+    gifs = sorted(figures.glob("face-*.gif"))
+    assert len(gifs) == measured[400]["gifs"]
+    for gif in gifs:
+        with Image.open(gif) as image:
+            assert image.is_animated and image.n_frames > 1
+    for png in figures.glob("*.png"):
+        assert (png.with_suffix(".svg")).stat().st_size > 1000
+        assert (png.with_suffix(".pdf")).read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_sections_hold_the_run_numbers(report, run_dir):
+    """Per-class scores equal scikit-learn's, confusion rows sum to 100 %, markers, chance
+    and majority lines labelled, the data section, what was run and its deviations."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    html = report.read_text()
+    for section in ("results", "comparisons", "per-class", "confusion", "participants",
+                    "seeds", "data", "audit", "run"):  # fmt: skip
+        assert f'<section id="{section}">' in html
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    rows = _cells(html, "per-class")
+    assert rows[0][:5] == ["model", "class", "precision %", "recall %", "F1 %"]
+    shown = {(r[0], r[1]): r for r in rows[1:]}
+    for model in ("ststnet", "majority"):
+        mine = predictions[(predictions["model"] == model) & ~predictions["missing_input"]]
+        per_seed = [
+            precision_recall_fscore_support(
+                g["y_true"], g["y_pred"], labels=[0, 1, 2], zero_division=np.nan
+            )
+            for _, g in mine.groupby("seed")
+        ]
+        recall = np.mean([r[1] for r in per_seed], axis=0)
+        label = f"{model} ({mine['modalities'].iloc[0]})"
+        assert shown[(label, "negative")][3] == f"{100 * recall[0]:.1f}"
+    assert "▲" in html and "highest UF1" in html
+    scores = (report.parent / "figures" / "scores-compound-loso-ME-none.svg").read_text()
+    assert "majority-class baseline" in scores and "uniform guess, 1/K" in scores
+    assert "chance UAR" not in html
+    strip = (report.parent / "figures" / "participants-compound-loso-ME-none.svg").read_text()
+    assert "held-out participants" in strip and "majority-class baseline" in strip
+    for part in ("data-faces", "data-eeg", "data-physio", "data-sync", "data-stats"):
+        assert f'id="{part}"' in html
+    assert "eeg-change-to-rest" in html and "sync-residuals" in html
+    # the configuration: a short table, the raw block folded away, deviations computed
+    run = _cells(html, "run")
+    assert ["model ststnet", "face; epochs 3"] in run
+    assert "<details><summary>Full configuration (config.json)</summary>" in html
+    markdown = (report.with_suffix(".md")).read_text()
+    assert "| ststnet | epochs | 3 | 500 |" in markdown
+    import re
+
+    visible = re.sub(r"data:image/[^\"\s]+", "", html)
+    assert not re.search(r">\s*(nan|NaN|None)\s*<|_Scaler", visible)  # no raw values
+
+
+def test_pvalue_matrix_equals_paired_permutation_test(report, run_dir):
+    """Every p-value shown equals `paired_permutation_test` called directly on the
+    predictions (seeds stacked, participants swapped), Holm-adjusted here by hand."""
+    from itertools import combinations
+
+    from mmhe.evaluation.metrics import paired_permutation_test
+
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    config = json.loads((run_dir / "config.json").read_text())
+    labels = {m: f"{m} ({g['modalities'].iloc[0]})" for m, g in predictions.groupby("model")}
+    raw = {}
+    for a, b in combinations(list(dict.fromkeys(predictions["model"])), 2):
+        pa = predictions[predictions["model"] == a]
+        pb = predictions[predictions["model"] == b]
+        both = pa.merge(pb, on=["seed", "sample"], suffixes=("_a", "_b"))
+        both = both[~both["missing_input_a"] & ~both["missing_input_b"]]
+        raw[(labels[a], labels[b])] = paired_permutation_test(
+            both["y_true_a"], both["y_pred_a"], both["y_pred_b"], both["participant_a"],
+            metric="uf1", n_perm=config["config"]["n_perm"], seed=0, labels=[0, 1, 2],
+        )["p_value"]  # fmt: skip
+    order = sorted(raw, key=raw.get)
+    holm, running = {}, 0.0
+    for rank, pair in enumerate(order):  # Holm's step-down, written out
+        running = max(running, (len(order) - rank) * raw[pair])
+        holm[pair] = min(1.0, running)
+    table = _cells(report.read_text(), "comparisons")
+    names = table[0][1:]
+    for row in table[1:]:
+        for name, cell in zip(names, row[1:], strict=True):
+            if name == row[0]:
+                assert cell == "–"
+                continue
+            p = holm.get((row[0], name), holm.get((name, row[0])))
+            assert cell == ("< 0.001" if p < 0.001 else f"{p:.3f}"), (row[0], name)
+    matrix = pd.read_csv(run_dir / "pvalues_uf1.csv", index_col=list(range(5)))
+    for (a, b), p in holm.items():
+        assert matrix.xs(a, level="model")[b].iloc[0] == pytest.approx(p, abs=1e-4)
 
 
 def test_folds_run_on_an_existing_dask_cluster(run_dir, store_tiny, tmp_path):

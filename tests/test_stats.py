@@ -91,12 +91,14 @@ def test_stats_command_writes_tables_and_figures(tmp_path):
         "fig2b_compound_shares.csv",
         "fig2c_overview.csv",
         "fig2d_me_durations.csv",
+        "table1_au_counts.tex",
         "figure2.png",
         "figure2.svg",
+        "figure2.pdf",
     ):
         assert (out / name).stat().st_size > 40
     written = write_stats(dataset_stats(path), tmp_path / "again")
-    assert len(written) == 7
+    assert len(written) == 9
 
 
 def test_stats_csv_content(tmp_path):

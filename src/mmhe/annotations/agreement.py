@@ -25,7 +25,6 @@ of the detection figures.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import math
 import os
@@ -809,12 +808,18 @@ class AgreementReport:
         )
 
     def write(self, out: str | Path, *, names: bool = False) -> dict[str, Path]:
-        """Write every table as CSV, ``consensus.xlsx`` (with a ``disagreements`` sheet),
-        ``agreement.html`` and ``agreement.json`` into `out`. Returns {name: path}.
+        """Write every table as CSV, ``consensus.xlsx`` (with a ``disagreements`` sheet)
+        and ``agreement.json`` into `out`. Returns {name: path}. (The HTML page:
+        `mmhe.reports.agreement_report.write_agreement_html`.)
 
         Participants appear as pseudonyms unless `names` is True.
         """
         return write_agreement(self, out, names=names)
+
+    def scrubber(self, names: bool = False):
+        """The function applied to text written to files: identity with `names`, else
+        one that replaces every participant name by its pseudonym."""
+        return (lambda text: text) if names else _name_scrubber(self)
 
 
 def agreement(
@@ -1382,95 +1387,14 @@ def _write_consensus_xlsx(
     os.replace(tmp, path)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
-th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.note{color:#666;font-size:.85em}
-"""
-
-
-def _html_table(frame: pd.DataFrame, limit: int = 200) -> str:
-    shown = frame.head(limit)
-    text = shown.to_html(
-        index=False, na_rep="", border=0, float_format=lambda x: f"{x:.3f}", escape=True
-    )
-    if len(frame) > limit:
-        text += f'<p class="note">first {limit} of {len(frame)} rows; all rows in the CSV</p>'
-    return text
-
-
-def render_html(report: AgreementReport, tables: dict[str, pd.DataFrame], *, scrub=None) -> str:
-    """A small self-contained HTML page (inline CSS, no external assets) of the report.
-
-    tables : `report.tables(...)` (already free of names when they must be);
-    scrub : function applied to the file names quoted in the page (e.g. to hide names).
-    """
-    scrub = scrub or (lambda text: text)
-    summary = report.summary()
-    method = "Cohen" if report.kappa_method == "cohen" else "Fleiss"
-    headline = pd.DataFrame(
-        [
-            ("coders", scrub(", ".join(report.coders))),
-            ("IoU threshold", f"{report.iou_threshold:g}"),
-            (f"emotion kappa ({method})", _fmt(report.emotion_kappa)),
-            (f"ME/MaE kappa ({method})", _fmt(report.kind_kappa)),
-            ("AU reliability R (mean)", _fmt(report.au_reliability)),
-            (
-                "clusters / seen by all",
-                f"{summary['clusters']} / {summary['clusters_seen_by_all']}",
-            ),
-            ("consensus rows", str(summary["consensus_rows"])),
-            ("disagreements", str(len(report.disagreements))),
-        ],
-        columns=["figure", "value"],
-    )
-    titles = {
-        "files": "Coder files",
-        "detection": "Detection: precision / recall / F1 of coder against reference",
-        "timing": f"Timing differences in frames at {report.fps:g} fps (coder_b - coder_a)",
-        "labels": "Emotion and ME/MaE agreement",
-        **{
-            f"confusion_{target}_{a}_vs_{b}": f"Confusion matrix: {target}, rows {a}, columns {b}"
-            for target, a, b in report.confusion
-        },
-        "au_kappa": "Action units: kappa of present / absent on matched events",
-        "participants": "Per participant",
-        "emotions": "Per emotion",
-        "unmatched": "Events only some coders saw",
-        "disagreements": "Disagreements for adjudication",
-        "matches": "Matched events",
-    }
-    sections = [("Summary", headline), *[(t, tables[k]) for k, t in titles.items()]]
-    body = "\n".join(
-        f"<h2>{html.escape(title)}</h2>\n{_html_table(frame)}" for title, frame in sections
-    )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>Inter-coder agreement</title>"
-        f"<style>{_CSS}</style></head><body>\n<h1>Inter-coder agreement of FACS coding</h1>\n"
-        f'<p class="note">{html.escape(scrub(", ".join(p.name for p in report.files)))}; timing in '
-        f"frames at {report.fps:g} fps; detection by IoU &ge; {report.iou_threshold:g}.</p>\n"
-        f"{body}\n</body></html>\n"
-    )
-
-
-def _fmt(value: float) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.3f}"
-    )
-
-
 def write_agreement(
     report: AgreementReport, out: str | Path, *, names: bool = False
 ) -> dict[str, Path]:
     """Write the report into directory `out` (created): one CSV per table,
-    ``consensus.xlsx`` (coding-file layout + ``disagreements`` sheet), ``agreement.html``
-    and ``agreement.json``. Names only with `names`. Returns {name: path}."""
+    ``consensus.xlsx`` (coding-file layout + ``disagreements`` sheet) and
+    ``agreement.json``. Names only with `names`. Returns {name: path}. The HTML page is
+    written by `mmhe.reports.agreement_report.write_agreement_html` (`mmhe annotations
+    agree --out` writes both)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = report.tables(names=names)
@@ -1483,10 +1407,7 @@ def write_agreement(
     _write_consensus_xlsx(
         report.consensus, tables["disagreements"], written["consensus.xlsx"], names
     )
-    written["agreement.html"] = out / "agreement.html"
-    scrub = (lambda text: text) if names else _name_scrubber(report)
-    page = render_html(report, tables, scrub=scrub)
-    written["agreement.html"].write_text(page, encoding="utf-8")
+    scrub = report.scrubber(names)
     written["agreement.json"] = out / "agreement.json"
     summary = _scrub_values(report.summary(), scrub)
     written["agreement.json"].write_text(

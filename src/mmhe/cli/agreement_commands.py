@@ -212,7 +212,10 @@ def agree(
     console = make_console()
     print_report(report, console, names=names, max_rows=rows)
     if out is not None:
+        from mmhe.reports.agreement_report import write_agreement_html
+
         written = report.write(out, names=names)
+        written["agreement.html"] = write_agreement_html(report, out, names=names)
         console.print(
             f"{len(written)} files written to {out} (consensus.xlsx, agreement.html, "
             "agreement.json, CSV tables)"

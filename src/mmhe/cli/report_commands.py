@@ -1,4 +1,4 @@
-"""`mmhe stats` (and, later, `mmhe report`)."""
+"""`mmhe stats` and `mmhe report`."""
 
 from __future__ import annotations
 
@@ -38,12 +38,19 @@ def report_command(
     run: Path = typer.Argument(..., help="A run directory written by `mmhe benchmark`."),
     out: Path | None = typer.Option(None, "--out", help="HTML file (default RUN/report.html)."),
     store: Path | None = typer.Option(
-        None, help="Store for the dataset statistics section (default: the run's store)."
+        None, help="Store for the data section (default: the run's store)."
     ),
+    data: bool = typer.Option(
+        True, "--data/--no-data", help="Build the data section from the store."
+    ),
+    faces: int = typer.Option(2, min=0, help="Animated sample expressions per emotion."),
 ) -> None:
-    """Self-contained HTML report (plus Markdown) of a benchmark run."""
+    """Self-contained HTML report (plus Markdown, and every figure as SVG and PDF in
+    figures/ beside it) of a benchmark run."""
     from mmhe.reports.run_report import render_report
 
-    html, markdown = render_report(run, out, store=store)
+    if store is not None and not store.exists():
+        raise typer.BadParameter(f"{store} does not exist", param_hint="--store")
+    html, markdown = render_report(run, out, store=store, data=data, faces=faces)
     console = make_console()
-    console.print(f"report: {html}\nmarkdown: {markdown}")
+    console.print(f"report: {html}\nmarkdown: {markdown}\nfigures: {html.parent / 'figures'}")

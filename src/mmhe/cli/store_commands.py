@@ -177,7 +177,11 @@ def validate_command(
             problems, {p["subject_id"]: p["folder"] for p in problems if p.get("folder")}
         )
     print_problems(console, problems_shown, limit=rows)
-    write_report(report, problems, json_path=json_out, html_path=html_out)
+    write_report(report, problems, json_path=json_out)
+    if html_out is not None:
+        from mmhe.reports.validation_report import write_validation_html
+
+        write_validation_html(report, problems, html_out, source=str(path))
     raise typer.Exit(exit_status(report, strict))
 
 

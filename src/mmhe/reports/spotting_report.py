@@ -3,8 +3,9 @@
 `render_spotting_report(run_dir)` reads what `mmhe spot` wrote (``summary.json``,
 ``results.csv``, ``control.csv``, ``intervals.csv``, ``truth.csv``, ``matches.csv``,
 ``folds.csv``, ``config.json``) and the cached frame scores named in ``summary.json``,
-and writes one self-contained HTML file (images embedded as base64 PNG) from the
-``spotting.html.j2`` template. The run report can include this section as it is.
+and writes one self-contained HTML file (images embedded as PNG, each also written as SVG
+and PDF in ``figures/`` beside it) from the ``spotting.html.j2`` template, which extends
+the one layout of every mmhe page (`mmhe.reports.html`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
 
-from mmhe import __version__
 from mmhe.errors import InputFileError
-from mmhe.reports.run_report import _png
+from mmhe.reports.html import FigureWriter, html_table, render_page
 
 MAX_CURVES = 24
 """Trials drawn at most (a real run has thousands)."""
@@ -62,8 +60,8 @@ def load_spot_run(run_dir: str | Path) -> dict[str, Any]:
 
 def score_curve(
     scores, truth: pd.DataFrame, found: pd.DataFrame, hits: set[int], title: str
-) -> str:
-    """PNG (base64) of one trial: face scores over time with true and found intervals."""
+) -> plt.Figure:
+    """One trial: face scores over time with the true and the found intervals."""
     detection = scores.detection()
     seconds = scores.frames / scores.fps
     fig, ax = plt.subplots(figsize=(10, 2.2))
@@ -88,7 +86,7 @@ def score_curve(
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
-    return _png(fig)
+    return fig
 
 
 def render_spotting_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -108,6 +106,8 @@ def render_spotting_report(run_dir: str | Path, out: str | Path | None = None) -
     if len(chosen) < MAX_CURVES:
         others = [v for v in intervals["video"].unique() if v not in set(chosen)]
         chosen += others[: MAX_CURVES - len(chosen)]
+    out = Path(out) if out is not None else run_dir / "spotting.html"
+    writer = FigureWriter(out.parent / "figures", out.parent)
     curves = []
     if cache.is_dir():
         for video in chosen:
@@ -116,26 +116,20 @@ def render_spotting_report(run_dir: str | Path, out: str | Path | None = None) -
             found = intervals[intervals["video"] == video]
             n_true = int((truth["video"] == video).sum())
             caption = f"{sid}, trial {trial}: {n_true} true, {len(found)} found"
-            curves.append(
-                (caption, score_curve(scores, truth[truth["video"] == video], found, hits, caption))
-            )
-    environment = Environment(
-        loader=PackageLoader("mmhe.reports", "templates"),
-        autoescape=select_autoescape(["html", "j2"]),
-    )
+            figure = score_curve(scores, truth[truth["video"] == video], found, hits, caption)
+            curves.append(writer.add(figure, f"spotting-{sid}-trial{trial}", caption))
     folds = run["folds"][["fold", "test_subject", "n_found", "train_f1", "params"]]
-    html = environment.get_template("spotting.html.j2").render(
+    return render_page(
+        "spotting.html.j2",
+        out,
         title="Expression spotting",
-        mmhe_version=__version__,
-        run_dir=str(run_dir),
+        kind="spotting report",
+        source=str(run_dir),
         summary=summary,
-        results_table=Markup(run["results"].round(3).to_html(index=False)),
-        control_table=Markup(run["control"].round(3).to_html(index=False)),
+        results_table=html_table(run["results"]),
+        control_table=html_table(run["control"]),
         recognition=summary.get("recognition"),
-        folds_table=Markup(folds.round(3).to_html(index=False)),
+        folds_table=html_table(folds, wrap=["params"]),
         curves=curves,
         config=json.dumps(run["config"], indent=2),
     )
-    out = Path(out) if out is not None else run_dir / "spotting.html"
-    out.write_text(html, encoding="utf-8")
-    return out

@@ -17,15 +17,19 @@ from mmhe.labels import ACTION_UNITS, COMPOUND_CLASSES, SEVEN_EMOTIONS, compound
 
 
 def literature_durations() -> pd.DataFrame:
-    """Mean +- SD ME duration (ms) of the micro-expression corpora (paper's Fig. 2(d))."""
+    """Mean ± SD ME duration (ms) of the micro-expression corpora (paper's Fig. 2(d)):
+    corpus, mean_ms, sd_ms, corpus_paper (the corpus's own paper), source (where the
+    value was taken from: the MMHE paper's Fig. 2(d), as printed there)."""
     return pd.read_csv(Path(str(resources.files("mmhe") / "data" / "me_durations.csv")))
 
 
 def published_counts() -> pd.DataFrame:
-    """The paper's Figure 2(a) counts per emotion (index) for ME and MaE (columns)."""
-    return pd.read_csv(
+    """The paper's Figure 2(a) counts per emotion (index) for ME and MaE (columns); the
+    source of each row is in ``figure2_counts.csv``."""
+    table = pd.read_csv(
         Path(str(resources.files("mmhe") / "data" / "figure2_counts.csv")), index_col="emotion"
     )
+    return table[["ME", "MaE"]]
 
 
 @dataclass
@@ -36,7 +40,8 @@ class DatasetStats:
     emotion_counts : emotion x (ME, MaE) counts (Fig. 2a).
     compound_shares : compound class x (ME, MaE), percentages (Fig. 2b).
     overview : one-row summary: participants by sex, expressions, modalities (Fig. 2c).
-    durations : ME duration (ms) mean and SD of this data next to the literature (Fig. 2d).
+    durations : ME duration (ms) mean and SD of this data next to the literature (Fig. 2d),
+        with the source of every value (``source``, ``corpus_paper``).
     """
 
     au_counts: pd.DataFrame
@@ -123,19 +128,21 @@ def dataset_stats(source, *, dataset_name: str = "this data") -> DatasetStats:
     ms = (me["offset_s"] - me["onset_s"]) * 1000.0
     durations = pd.concat(
         [
-            literature_durations()[["corpus", "mean_ms", "sd_ms"]],
+            literature_durations(),
             pd.DataFrame(
                 [
                     {
                         "corpus": dataset_name,
                         "mean_ms": round(float(ms.mean()), 1),
                         "sd_ms": round(float(ms.std(ddof=1)), 1) if len(ms) > 1 else float("nan"),
+                        "corpus_paper": "",
+                        "source": f"computed by mmhe from {origin} ({len(ms)} MEs, offset - onset)",
                     }
                 ]
             ),
         ],
         ignore_index=True,
-    )
+    )[["corpus", "mean_ms", "sd_ms", "source", "corpus_paper"]]
 
     subject_column = "subject_id" if "subject_id" in table else "subject"
     overview = {

@@ -13,7 +13,6 @@ from mmhe.annotations import PseudonymMap
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import Layout, discover
 from mmhe.store.problems import (
-    PROBLEM_COLUMNS,
     coding_issue_records,
     counts_by_participant,
     issue_frame,
@@ -320,10 +319,9 @@ def write_report(
     problems: list[dict],
     *,
     json_path: Path | None = None,
-    html_path: Path | None = None,
 ) -> None:
-    """Write the health report as JSON and/or a self-contained HTML page (pseudonyms only:
-    the console-only ``folder`` of each problem is left out)."""
+    """Write the health report as JSON (pseudonyms only: the console-only ``folder`` of
+    each problem is left out). The HTML page: `mmhe.reports.validation_report`."""
     problems = strip_console_only(problems)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,17 +336,4 @@ def write_report(
                 indent=2,
                 default=str,
             )
-        )
-    if html_path is not None:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        problem_table = pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
-        html_path.write_text(
-            "<!doctype html><html><head><meta charset='utf-8'><title>mmhe health report</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
-            "th{background:#eee}</style></head><body><h1>mmhe health report</h1>"
-            f"<h2>Participants</h2>{report.to_html(index=False, na_rep='')}"
-            f"<h2>Problems ({len(problems)})</h2>{problem_table.to_html(index=False)}"
-            "</body></html>",
-            encoding="utf-8",
         )

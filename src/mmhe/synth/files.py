@@ -36,8 +36,12 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 text atomically (LF line ends)."""
-    return write_atomic(path, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
+    """Write UTF-8 text atomically (LF line ends); a file already holding exactly these
+    bytes is left alone (a resumed run keeps its modification time)."""
+    data = text.encode("utf-8")
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return path
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: Path, data: Any) -> Path:

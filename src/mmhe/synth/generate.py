@@ -21,8 +21,10 @@ seed; participants are then written independently (in parallel through Dask when
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -147,11 +149,22 @@ def _run_tasks(
     scheduler: str | None,
     progress: Progress | None,
 ) -> dict[int, dict[str, Any]]:
-    """Write every participant through `mmhe.parallel.run_tasks`; records by index."""
+    """Write every participant through `mmhe.parallel.run_tasks`; records by index.
+
+    Complete participants (`completed`) are read here, so a resumed run with nothing left
+    to write starts no cluster."""
     if scheduler is None and config.workers == 1:
         scheduler = "sync"
-    tasks = [(_participant_task, s, config, seed, out_dir, key) for s in sessions]
-    done: list[str] = []
+    records: dict[int, dict[str, Any]] = {}
+    todo = []
+    for session in sessions:
+        record = completed(out_dir / session.participant.folder, key)
+        if record is None:
+            todo.append(session)
+        else:
+            records[session.participant.index] = record
+    tasks = [(_participant_task, s, config, seed, out_dir, key) for s in todo]
+    done: list[str] = [s.participant.subject for s in sessions if s not in todo]
 
     def finished(result: tuple[int, str, dict[str, Any]]) -> None:
         done.append(result[1])
@@ -159,7 +172,18 @@ def _run_tasks(
             progress(len(done), len(sessions), result[1])
 
     results = run_tasks(tasks, scheduler=scheduler, n_workers=config.workers, progress=finished)
-    return {index: record for index, _, record in results}
+    return records | {index: record for index, _, record in results}
+
+
+def _write_unless_equal(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(temporary path)`, then replace `path` only when the bytes differ (a resumed
+    run leaves identical files, and their modification times, alone)."""
+    tmp = path.with_name(f".new-{path.name}")
+    write(tmp)
+    if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+        tmp.unlink()
+    else:
+        os.replace(tmp, path)
 
 
 def generate(
@@ -213,7 +237,7 @@ def generate(
     for session in sessions:
         files.update(records[session.participant.index]["files"])
     coding = coding_table(sessions, seed, config.clean)
-    write_coding_sheet(coding, out_dir / "coding_file.xlsx")  # atomic
+    _write_unless_equal(out_dir / "coding_file.xlsx", lambda path: write_coding_sheet(coding, path))
     people = ["subject\tsex\tage"] + [
         f"{s.participant.subject}\t{s.participant.sex}\t{s.participant.age}" for s in sessions
     ]
