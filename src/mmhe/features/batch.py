@@ -354,6 +354,7 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
     and HRV needs 10-60 s, so an expression's RSP_* and HRV columns are those of the trial
     (stimulus clip) it lies in. Trial flags become issues with sample ``trial:<index>``.
     """
+    from mmhe.features._physio_common import shared_steps
     from mmhe.features.physio import physio_features
     from mmhe.features.physio_events import event_features, trial_series
 
@@ -375,8 +376,9 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
         segment = _physio_segment(
             array, trial.trial_index, 0, int(trial.n_physio_samples), channels
         )
-        result = physio_features(segment, sfreq, quality=config.quality)
-        series[int(trial.trial_index)] = trial_series(segment, sfreq)
+        with shared_steps():  # beats, breaths and SCRs found once for both
+            result = physio_features(segment, sfreq, quality=config.quality)
+            series[int(trial.trial_index)] = trial_series(segment, sfreq)
         trial_rows.append(
             {
                 "subject_id": sid,
