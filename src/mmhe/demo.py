@@ -93,9 +93,11 @@ def run_demo(
 ) -> DemoResult:
     """Run (or resume) the whole demo in `out`; returns its `DemoResult`.
 
-    scheduler : None (default) runs ingest, features and the benchmark's folds on a
-        local Dask cluster of ``n_workers`` single-threaded processes (the demo trains
-        every model with three seeds: the cores pay); "sync" runs in this process.
+    scheduler : None / "auto" (default) runs ingest, features and the benchmark's folds
+        in this process on a machine with fewer than 4 cores (measured: a local cluster
+        on 2 cores costs more CPU and is no faster, `mmhe.parallel`), else on a local
+        Dask cluster of ``n_workers`` single-threaded processes; "local" forces the
+        cluster, "sync" this process, an address an existing cluster.
     seeds : training seeds per model (the demo's default: `DEMO_SEEDS`).
     """
     from mmhe.evaluation.runner import run_benchmark
@@ -118,6 +120,11 @@ def run_demo(
     say(f"1/7 synthesising the {preset!r} preset into {raw}")
     generate(raw, preset=preset, seed=seed)  # resumes a previous tree of the same preset
     stage("synth", started)
+    from mmhe.parallel import choose_scheduler
+
+    n_participants = sum(1 for p in raw.iterdir() if p.is_dir())
+    scheduler = choose_scheduler(scheduler, n_participants, n_workers)
+    say(f"  scheduler: {'this process' if scheduler == 'sync' else scheduler or 'local cluster'}")
 
     started = time.perf_counter()
     say("2/7 validating the raw tree")

@@ -1,18 +1,51 @@
 """Run independent tasks through Dask: a local cluster, an existing one, or in-process.
 
-scheduler : None (or ``"local"``) starts a `distributed.LocalCluster` (processes, one
-thread each, dashboard off);
-``"tcp://host:8786"`` (any address) connects to an existing scheduler; ``"sync"`` runs the
-tasks one after another in this process (debugging, tests, tiny jobs).
+scheduler : None or ``"auto"`` chooses (`choose_scheduler`): in this process on a
+machine with fewer than `LOCAL_CLUSTER_MIN_CORES` cores or for a single task, else a
+local cluster; ``"local"`` starts a `distributed.LocalCluster` (processes, one thread
+each, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address) connects to an existing
+scheduler; ``"sync"`` runs the tasks one after another in this process.
+
+Why in-process on 2 cores (measured on the demo preset, 2-core machine shared with other
+jobs; the figures are in the README's performance section): two single-threaded workers
+plus the scheduler, the nannies and this process compete for two cores, every worker
+imports MNE, NeuroKit2, OpenCV, dlib and torch again (spawned processes), and results
+travel by pickling; the local cluster used 1.5-2x the CPU seconds of ``"sync"`` for
+ingest and features and was no faster in wall time. The worse half of that, system time
+x2.5 (ingest) to x12.7 (features), was Dask's ``MALLOC_TRIM_THRESHOLD_`` freezing glibc's
+mmap threshold: every array above 128 KiB became a fresh ``mmap`` whose pages fault in
+again; `WORKER_ENVIRON` undoes it. BLAS/OpenMP threads are not the cause: Dask already
+starts workers with ``OMP_NUM_THREADS=1`` (``distributed.nanny.pre-spawn-environ``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 Task = tuple  # (function, *arguments)
+
+LOCAL_CLUSTER_MIN_CORES = 4
+"""Cores below which ``scheduler="auto"`` runs in this process (see the module doc)."""
+
+WORKER_ENVIRON = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
+}
+"""glibc allocator settings of the worker processes `dask_client` starts.
+
+Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (return freed memory to the
+system at once). Setting it also freezes glibc's mmap threshold at 128 KiB, so every
+activation tensor of a training step becomes a fresh ``mmap`` whose pages fault in again
+(3,100 page faults per 12.8 MB tensor against 500 with these settings): STSTNet training
+needed 2.0x (plain loop), 2.5x (engine) and 2.7x (fused engine) more CPU time per
+sample-step (``benchmarks/bench_training.py``, rows M). These values keep blocks below
+32 MiB on the heap and let a worker keep up to 512 MiB of freed memory. For a cluster
+started elsewhere, put them in its ``distributed.nanny.pre-spawn-environ``
+configuration.
+"""
 
 
 def run_tasks(
@@ -27,9 +60,9 @@ def run_tasks(
     The first task that raises stops the run and re-raises its exception here.
     """
     progress = progress or (lambda result: None)
-    scheduler = None if scheduler == "local" else scheduler
     if not tasks:
         return []
+    scheduler = choose_scheduler(scheduler, len(tasks), n_workers)
     if scheduler == "sync":
         results = []
         for function, *arguments in tasks:
@@ -49,19 +82,42 @@ def run_tasks(
         return results
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_scheduler(scheduler: str | None, n_tasks: int, n_workers: int = 2) -> str | None:
+    """The scheduler a run of ``n_tasks`` tasks uses: "sync", None (a new local cluster)
+    or an address.
+
+    None / "auto": "sync" when fewer than `LOCAL_CLUSTER_MIN_CORES` cores are usable,
+    when there is a single task or a single worker, else a local cluster; "local": a
+    local cluster; "sync" and addresses are kept.
+    """
+    if scheduler in (None, "auto"):
+        if n_tasks < 2 or n_workers < 2 or usable_cores() < LOCAL_CLUSTER_MIN_CORES:
+            return "sync"
+        return None
+    if scheduler == "local":
+        return None
+    return scheduler
+
+
 @contextmanager
 def dask_client(scheduler: str | None, n_workers: int = 2) -> Iterator[Any]:
     """A `distributed.Client` of `scheduler` (an address) or of a new local cluster of
     `n_workers` single-threaded processes; closed (and the cluster shut down) on exit."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     cluster = None
     if scheduler and scheduler != "local":
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        cluster = local_cluster(n_workers)
         client = Client(cluster)
     try:
         yield client
@@ -69,3 +125,32 @@ def dask_client(scheduler: str | None, n_workers: int = 2) -> Iterator[Any]:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def local_cluster(n_workers: int = 2, environ: dict[str, str] | None = None) -> Any:
+    """A `distributed.LocalCluster` of ``n_workers`` single-threaded processes started
+    with ``environ`` (default `WORKER_ENVIRON`) on top of Dask's worker environment.
+
+    Dask's nanny lets this process's environment override its configuration and
+    writes its own settings into this environment when it starts a worker; both are
+    undone here, so each cluster gets exactly the settings asked for.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = WORKER_ENVIRON if environ is None else environ
+    settings = {**dask.config.get(key, {}), **environ}
+    names = set(settings) | set(WORKER_ENVIRON)
+    saved = {name: os.environ.pop(name, None) for name in names}
+    try:
+        with dask.config.set({key: settings}):
+            return LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -20,7 +20,9 @@ def features_command(
     ),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
     scheduler: str | None = typer.Option(
-        None, help="'local' (default: a local Dask cluster), 'sync' or a scheduler address."
+        None,
+        help="'auto' (default: this process below 4 cores, else a local Dask cluster), "
+        "'local', 'sync' or a scheduler address.",
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),
     wait: float = typer.Option(

@@ -22,8 +22,8 @@ from mmhe.cli._console import make_console
 from mmhe.store.problems import localise
 
 SCHEDULER_HELP = (
-    "'local' (default: a local Dask cluster, dashboard off), 'sync' (this process) or a "
-    "scheduler address tcp://HOST:PORT."
+    "'auto' (default: this process below 4 cores, else a local Dask cluster), 'local', "
+    "'sync' (this process) or a scheduler address tcp://HOST:PORT."
 )
 
 
