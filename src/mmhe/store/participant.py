@@ -599,6 +599,7 @@ def _write_frames(group, frames: np.ndarray, first: int, found: Inspection, comp
         dims=("frame", "y", "x", "color"),
         coordinates=("time",),
         compressors=compressors,
+        shards=frames.shape,  # one file per expression, one chunk per frame inside it
     )
     image[...] = frames
     index = np.arange(first, first + len(frames), dtype=np.int64)

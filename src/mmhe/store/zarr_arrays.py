@@ -80,13 +80,17 @@ def create_data_array(
     fill_value: Any = None,
     attrs: dict[str, Any] | None = None,
     compressors: Any = "auto",
+    shards: tuple[int, ...] | None = None,
 ):
     """An empty Zarr array with dimension names; ``coordinates`` lists the non-index
     coordinate arrays xarray should attach to it (CF ``coordinates`` attribute);
-    ``compressors`` as Zarr takes them (`array_compressors`)."""
+    ``compressors`` as Zarr takes them (`array_compressors`); ``shards`` (a multiple of
+    ``chunks``) stores many chunks in one file, each still read on its own."""
     if len(dims) != len(shape):
         raise ValueError(f"{name}: {len(dims)} dimension names for a {len(shape)}-d array")
     kwargs: dict[str, Any] = {"compressors": compressors}
+    if shards is not None:
+        kwargs["shards"] = shards
     if fill_value is not None:
         kwargs["fill_value"] = fill_value
     array = group.create_array(
