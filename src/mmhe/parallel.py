@@ -1,21 +1,28 @@
 """Run independent tasks through Dask: a local cluster, an existing one, or in-process.
 
-scheduler : None or ``"auto"`` chooses (`choose_scheduler`): in this process on a
-machine with fewer than `LOCAL_CLUSTER_MIN_CORES` cores or for a single task, else a
-local cluster; ``"local"`` starts a `distributed.LocalCluster` (processes, one thread
-each, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address) connects to an existing
-scheduler; ``"sync"`` runs the tasks one after another in this process.
+scheduler : None or ``"auto"`` chooses (`choose_scheduler`): a local cluster only where
+it was measured to pay; ``"local"`` starts a `distributed.LocalCluster` (processes, one
+thread each, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address) connects to an
+existing scheduler; ``"sync"`` runs the tasks one after another in this process.
 
-Why in-process on 2 cores (measured on the demo preset, 2-core machine shared with other
-jobs; the figures are in the README's performance section): two single-threaded workers
-plus the scheduler, the nannies and this process compete for two cores, every worker
-imports MNE, NeuroKit2, OpenCV, dlib and torch again (spawned processes), and results
-travel by pickling; the local cluster used 1.5-2x the CPU seconds of ``"sync"`` for
-ingest and features and was no faster in wall time. The worse half of that, system time
-x2.5 (ingest) to x12.7 (features), was Dask's ``MALLOC_TRIM_THRESHOLD_`` freezing glibc's
-mmap threshold: every array above 128 KiB became a fresh ``mmap`` whose pages fault in
-again; `WORKER_ENVIRON` undoes it. BLAS/OpenMP threads are not the cause: Dask already
-starts workers with ``OMP_NUM_THREADS=1`` (``distributed.nanny.pre-spawn-environ``).
+Measured on the demo preset (10 participants) on a 2-core machine shared with other jobs,
+local cluster of 2 workers against this process, runs alternated:
+
+- ingest and features (short tasks, much I/O, heavy imports): the cluster used 1.35x
+  (ingest) and 1.5x (features) the CPU seconds and was no faster in wall time (ingest
+  35.7 / 23.8 s against 24.5 / 29.8 s; features 61.3 / 48.0 s against 44.5 / 39.8 s): two
+  workers plus the scheduler, the nannies and this process share two cores, every worker
+  imports MNE, NeuroKit2, OpenCV, dlib and torch again (spawned processes) and results
+  travel by pickling. So "auto" runs them here below `LOCAL_CLUSTER_MIN_CORES` cores.
+- training folds (the benchmark; minutes of CPU per task, little data): on a quiet
+  machine the cluster took 132 s against 241 s in this process (3 seeds), so "auto"
+  uses it from 2 cores (``min_cores=2`` in `mmhe.evaluation.runner.run_benchmark`).
+
+The system time of workers (x2.5 ingest, x12.7 features before) was Dask's
+``MALLOC_TRIM_THRESHOLD_`` freezing glibc's mmap threshold at 128 KiB: every array above
+it became a fresh ``mmap`` whose pages fault in again. `WORKER_ENVIRON` undoes it (the
+features' worker system time fell from 38-42 s to 8-9 s). BLAS/OpenMP threads are not
+the cause: Dask already starts workers with ``OMP_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from typing import Any
 Task = tuple  # (function, *arguments)
 
 LOCAL_CLUSTER_MIN_CORES = 4
-"""Cores below which ``scheduler="auto"`` runs in this process (see the module doc)."""
+"""Cores below which ``scheduler="auto"`` runs ingest and features in this process."""
+TRAINING_CLUSTER_MIN_CORES = 2
+"""Cores from which ``scheduler="auto"`` trains folds on a local cluster."""
 
 WORKER_ENVIRON = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
@@ -90,16 +99,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose_scheduler(scheduler: str | None, n_tasks: int, n_workers: int = 2) -> str | None:
+def choose_scheduler(
+    scheduler: str | None,
+    n_tasks: int,
+    n_workers: int = 2,
+    min_cores: int = LOCAL_CLUSTER_MIN_CORES,
+) -> str | None:
     """The scheduler a run of ``n_tasks`` tasks uses: "sync", None (a new local cluster)
     or an address.
 
-    None / "auto": "sync" when fewer than `LOCAL_CLUSTER_MIN_CORES` cores are usable,
-    when there is a single task or a single worker, else a local cluster; "local": a
-    local cluster; "sync" and addresses are kept.
+    None / "auto": "sync" when fewer than ``min_cores`` cores are usable, when there are
+    fewer tasks than two per worker or a single worker, else a local cluster (see the
+    module doc for the measurements behind ``min_cores``); "local": a local cluster;
+    "sync" and addresses are kept.
     """
     if scheduler in (None, "auto"):
-        if n_tasks < 2 or n_workers < 2 or usable_cores() < LOCAL_CLUSTER_MIN_CORES:
+        if n_workers < 2 or n_tasks < 2 * n_workers or usable_cores() < min_cores:
             return "sync"
         return None
     if scheduler == "local":
