@@ -1,51 +1,119 @@
-"""STSTNet training throughput: a plain PyTorch loop vs mmhe's multi-fold engine, same run.
+"""Training throughput: plain PyTorch loops vs mmhe's engine, side by side, and the limit.
 
 A synthetic set shaped like MMHE (275 participants, 1,536 MEs, 3 x 28 x 28 flow images,
 3 classes, planted class signal) is evaluated leave-one-subject-out on a random subset
-of ``--folds`` participants (the full 275-fold protocol takes hours; throughput is per
-sample-step, so the subset measures it faithfully and the full wall time is
-extrapolated):
+of the folds (the full 275-fold protocol takes hours; throughput is per sample-step, so
+the subset measures it and the full protocol is extrapolated). For STSTNet and one more
+visual model (``--models``), in one run:
 
-A. plain loop: one fold after another in this process (``--plain-threads`` torch
-   threads, default 1: the issue's "4,000 samples/s on one core" reference; with 2 threads
-   OpenMP barriers make small networks slower, not faster, when other jobs share the
-   cores), the textbook code: per-fold z-scoring, `STSTNet`, Adam, `DataLoader(shuffle=True)`,
-   batch 256; ``--seeds`` seeds (their spread is the reference for the metrics);
-B. the same plain loop, one fold per task on a Dask `LocalCluster` of ``--workers``
-   single-threaded processes (plain code using every core; its tasks get the same
-   `tune_allocator` fix of Dask's worker memory settings as the engine);
-C. `mmhe.evaluation.run_folds("ststnet", ...)` (multi-fold engine) on the same cluster,
+A. plain loop, one thread, in this process: the textbook code a user writes around
+   ``build_model(name)``: per-fold z-scoring, `DataLoader(shuffle=True)`, the model's
+   optimiser, batch and loss; ``--seeds`` seeds (their spread is the accuracy reference);
+A3. (STSTNet) the same loop on the paper's layout of three separate streams
+   (`TripleStreamSTSTNet` below, checked equal to `STSTNet`): the network before this
+   change, whose plain loop the earlier figures refer to;
+D. (STSTNet) the loop of A with two torch threads (torch's default on two cores);
+B. the loop of A, one fold per task, on the Dask workers (``--workers`` single-threaded
+   processes of `mmhe.parallel.local_cluster`): plain code using every core;
+C. `mmhe.evaluation.run_folds(name, ..., client=...)` (the engine) on the same workers,
    ``--seeds`` seeds;
-D. the plain loop of A once more (seed 0) with torch's default threads (all cores).
+F. (STSTNet) ``run_folds(..., engine="fused")``, the hand-written STSTNet trainer
+   (`mmhe.evaluation.fused_ststnet`), on the same workers;
+M. (STSTNet, a quarter of the folds) B, C and F on a cluster with Dask's own worker
+   memory settings and on one with `mmhe.parallel.WORKER_ENVIRON` (the figures behind
+   that setting).
 
-Every process first trains both ways on a few samples (warm-up) and gets the same glibc
-allocator settings (`tune_allocator`), so the three runs differ only in the training
-code and in how it uses the cores.
+Then, in this process, the engine's fold stacking: members trained one per group
+against eight per group (`torch.func.vmap`), per CPU-second, for a few registry models
+on random inputs of their documented shapes (the figures behind
+`mmhe.evaluation.planning.CPU_STACKING_MAX_FLOPS`).
 
-Throughput = sum over folds of (training samples x epochs) / wall seconds. The CPU
-seconds of all processes involved are reported too: on a machine shared with other jobs
-wall time depends on their load, sample-steps per CPU-second much less. Cluster
-start-up is reported separately (paid once per session). Run:
+Throughput = sum over folds of (training samples x epochs) / wall seconds; CPU seconds
+are of every process involved (this one and the workers). On a machine shared with other
+jobs wall time follows their load; sample-steps per CPU-second much less, and ratios of
+rows measured in the same run less still. The load average is printed with each row.
+FLOPs per sample-step: forward + backward of one batch (`torch.utils.flop_counter`);
+the limit: single-thread float32 matmul (2048 x 2048) in this process and on every
+worker at once. Projected full protocol: all 275 folds x the model's published epochs at
+C's wall rate (and at its CPU rate on idle cores).
 
-    .venv/bin/python benchmarks/bench_training.py --folds 24 --epochs 6 --seeds 3
+Run (one complete table; 10-20 min on two shared cores):
+
+    .venv/bin/python benchmarks/bench_training.py
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from distributed import Client
+from scipy.stats import ttest_ind
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mmhe.evaluation import loso, paired_permutation_test, pooled_scores, run_folds
-from mmhe.evaluation.training import tune_allocator
-from mmhe.models import STSTNet
+from mmhe.evaluation import (
+    Member,
+    fold_seeds,
+    loso,
+    pooled_scores,
+    resolve_settings,
+    run_folds,
+    train_models,
+)
+from mmhe.evaluation.planning import profile_step
+from mmhe.models import STSTNet, build_model, model_spec
+from mmhe.parallel import local_cluster
 
-PUBLISHED_EPOCHS = 500
+LOSO_FOLDS = 275
+
+
+class TripleStreamSTSTNet(nn.Module):
+    """STSTNet as the paper draws it: three streams of 3, 5 and 8 filters, each
+    conv -> ReLU -> BatchNorm -> max-pool -> dropout, concatenated, then 2 x 2 average
+    pool and linear. `from_ststnet` copies an `STSTNet`'s weights (same function)."""
+
+    def __init__(self, n_classes: int = 3, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.streams = nn.ModuleList(
+            nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(3, width, 3, padding=1),
+                    relu=nn.ReLU(),
+                    bn=nn.BatchNorm2d(width),
+                    pool=nn.MaxPool2d(3, stride=3, padding=1),
+                    drop=nn.Dropout(dropout),
+                )
+            )
+            for width in STSTNet.stream_channels
+        )
+        self.pool = nn.AvgPool2d(2)
+        self.classifier = nn.Linear(400, n_classes)
+
+    @classmethod
+    def from_ststnet(cls, model: STSTNet) -> TripleStreamSTSTNet:
+        out = cls(model.n_classes, model.dropout)
+        with torch.no_grad():
+            for stream, part in zip(out.streams, STSTNet.stream_slices(), strict=True):
+                for name in ("conv", "bn"):
+                    for key, value in getattr(model.streams, name).state_dict().items():
+                        target = getattr(stream, name).state_dict()[key]
+                        target.copy_(value if value.dim() == 0 else value[part])
+            out.classifier.load_state_dict(model.classifier.state_dict())
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.cat([stream(x) for stream in self.streams], dim=1)
+        return self.classifier(self.pool(features).flatten(1))
 
 
 def synthetic_mmhe(
@@ -72,21 +140,28 @@ def synthetic_mmhe(
     return X.astype(np.float32), y, groups
 
 
+def _textbook_model(name: str, seed: int, layout: str) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(name, n_classes=3)
+    return TripleStreamSTSTNet.from_ststnet(model) if layout == "three streams" else model
+
+
 def plain_loso(
+    name: str,
     X: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
     folds: list,
     epochs: int,
-    lr: float,
-    batch_size: int,
+    lr: float | None,
     seed: int,
     threads: int | None = None,
+    layout: str = "mmhe",
 ) -> pd.DataFrame:
     """The plain PyTorch loop, one fold after another."""
     if threads:
         torch.set_num_threads(threads)
-        tune_allocator()  # on Dask workers: the same allocator fix the engine gets
+    defaults = model_spec(name).defaults
     rows = []
     for fold in folds:
         x_train, x_test = X[fold.train_idx], X[fold.test_idx]
@@ -94,12 +169,17 @@ def plain_loso(
         std = x_train.std(axis=(0, 2, 3), keepdims=True)
         x_train = torch.from_numpy((x_train - mean) / std)
         x_test = torch.from_numpy((x_test - mean) / std)
-        torch.manual_seed(seed * 100_003 + fold.index)
-        model = STSTNet(n_classes=3)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        model = _textbook_model(name, seed * 100_003 + fold.index, layout)
+        rate = defaults.lr if lr is None else lr
+        if defaults.optimizer == "sgd":
+            optimizer = torch.optim.SGD(model.parameters(), lr=rate, momentum=defaults.momentum)
+        else:
+            optimizer = torch.optim.Adam(
+                model.parameters(), lr=rate, weight_decay=defaults.weight_decay
+            )
         loader = DataLoader(
             TensorDataset(x_train, torch.from_numpy(y[fold.train_idx])),
-            batch_size=batch_size,
+            batch_size=defaults.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(seed * 100_003 + fold.index),
         )
@@ -107,7 +187,11 @@ def plain_loso(
         for _ in range(epochs):
             for xb, yb in loader:
                 optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                if hasattr(model, "training_loss"):
+                    loss = model.training_loss(xb, yb)
+                else:
+                    loss = F.cross_entropy(model(xb), yb)
+                loss.backward()
                 optimizer.step()
         model.eval()
         with torch.no_grad():
@@ -126,235 +210,320 @@ def plain_loso(
     return pd.concat(rows, ignore_index=True)
 
 
-def warm_up() -> None:
-    """Run both trainers once on a few samples (imports, kernel selection, allocator)."""
-    tune_allocator()
+def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    """Best single-thread float32 matmul rate of this process, GFLOP per CPU-second
+    (CPU time, so that other jobs on the machine do not lower the limit)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = np.inf
+    for _ in range(repeats):
+        started = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - started)
+    torch.set_num_threads(previous)
+    return 2 * size**3 / best / 1e9
+
+
+def warm_up(names: list[str]) -> None:
+    """Train every way once on a few samples (imports, kernel selection, allocator)."""
+    torch.set_num_threads(1)
     X, y, groups = synthetic_mmhe(1, n_people=4, n_samples=64)
     folds = list(loso(groups))[:2]
-    plain_loso(X, y, groups, folds, 1, 1e-3, 16, 0)
-    run_folds("ststnet", X, y, groups, folds, epochs=1, batch_size=16, folds_per_group=2)
+    for name in names:
+        plain_loso(name, X, y, groups, folds, 1, None, 0)
+        run_folds(name, X, y, groups, folds, epochs=1, device="cpu")
+    plain_loso("ststnet", X, y, groups, folds, 1, None, 0, layout="three streams")
 
 
-def _scores(table: pd.DataFrame) -> dict[str, float]:
-    return pooled_scores(table.y_true, table.y_pred, labels=[0, 1, 2])
+def flops_per_sample(name: str, batch_size: int) -> float:
+    """Forward + backward FLOPs of one training sample of ``name`` (3 x 28 x 28 input)."""
+    model = build_model(name, n_classes=3)
+    x = torch.randn(batch_size, 3, 28, 28)
+    return profile_step(model, x, torch.randint(0, 3, (batch_size,))).flops / batch_size
+
+
+class Bench:
+    """Runs and records the rows of the table."""
+
+    def __init__(self, client: Client, data: tuple, workers: int) -> None:
+        self.client, self.data, self.workers = client, data, workers
+        self.rows: list[dict] = []
+
+    def cpu_now(self, on: Client | None) -> float:
+        """CPU seconds of this process and, with ``on``, of that cluster's workers."""
+        own = time.process_time()
+        return own if on is None else own + sum(on.run(time.process_time).values())
+
+    def measure(
+        self, model: str, run: str, seed: int, work: int, fn: Callable, on: Client | None = None
+    ) -> None:
+        wall, cpu = time.perf_counter(), self.cpu_now(on)
+        table = fn()
+        wall, cpu = time.perf_counter() - wall, self.cpu_now(on) - cpu
+        load = os.getloadavg()[0]
+        scores = pooled_scores(table.y_true, table.y_pred, [0, 1, 2])
+        self.rows.append(
+            {"model": model, "run": run, "seed": seed, "wall_s": wall, "cpu_s": cpu}
+            | {"work": work, "load": load}
+            | {k: scores[k] for k in ("accuracy", "uf1", "uar")}
+        )
+        print(
+            f"  {model:10s} {run:48s} seed {seed}  {wall:7.1f} s  {work / wall:7.0f} "
+            f"sample-steps/s  ({work / cpu:6.0f} per CPU-s)  load {load:.1f}",
+            flush=True,
+        )
+
+    def model(self, name: str, folds: list, epochs: int, lr: float | None, seeds: int) -> None:
+        """Every row of one model."""
+        X, y, groups = self.data
+        client, main_model = self.client, name == "ststnet"
+        work = sum(f.train_idx.size for f in folds) * epochs
+        plain = partial(plain_loso, name, X, y, groups, folds, epochs, lr)
+        for seed in range(seeds):
+            self.measure(name, "A plain loop, 1 thread", seed, work, partial(plain, seed))
+        if main_model:
+            three = partial(plain, 0, layout="three streams")
+            self.measure(name, "A3 plain loop, paper's three streams", 0, work, three)
+            torch.set_num_threads(2)
+            self.measure(name, "D plain loop, 2 threads", 0, work, partial(plain, 0))
+            torch.set_num_threads(1)
+        remote = client.scatter([X, y, groups], broadcast=True, hash=False)
+
+        def plain_on_workers() -> pd.DataFrame:
+            futures = [
+                client.submit(plain_loso, name, *remote, [f], epochs, lr, 0, 1, pure=False)
+                for f in folds
+            ]
+            return pd.concat(client.gather(futures), ignore_index=True)
+
+        self.measure(
+            name, f"B plain loop, {self.workers} workers", 0, work, plain_on_workers, client
+        )
+        engine = partial(run_folds, name, X, y, groups, epochs=epochs, lr=lr, device="cpu")
+        for seed in range(seeds):
+            run = partial(engine, folds, seed=seed, client=client)
+            self.measure(name, f"C mmhe engine, {self.workers} workers", seed, work, run, client)
+        if main_model:
+            for seed in range(seeds):
+                run = partial(engine, folds, seed=seed, client=client, engine="fused")
+                label = f"F fused STSTNet engine (opt-in), {self.workers} workers"
+                self.measure(name, label, seed, work, run, client)
+        if main_model:  # the worker memory settings: Dask's own vs mmhe.parallel's
+            few = folds[: max(self.workers, len(folds) // 4)]
+            few_work = sum(f.train_idx.size for f in few) * epochs
+            with local_cluster(self.workers, environ={}) as default, Client(default) as other:
+                other.run(warm_up, [name])
+                for on, memory in ((other, "Dask's"), (client, "mmhe's")):
+                    for what, fn in self.worker_runs(name, few, epochs, lr, on).items():
+                        label = f"M {what}, {memory} worker memory settings"
+                        self.measure(name, label, 0, few_work, fn, on)
+
+    def worker_runs(
+        self, name: str, folds: list, epochs: int, lr: float | None, on: Client
+    ) -> dict[str, Callable]:
+        """The plain loop, the engine and the fused engine on the workers of ``on``."""
+        X, y, groups = self.data
+        remote = on.scatter([X, y, groups], broadcast=True, hash=False)
+
+        def plain() -> pd.DataFrame:
+            futures = [
+                on.submit(plain_loso, name, *remote, [f], epochs, lr, 0, 1, pure=False)
+                for f in folds
+            ]
+            return pd.concat(on.gather(futures), ignore_index=True)
+
+        engine = partial(run_folds, name, X, y, groups, folds, epochs=epochs, lr=lr, client=on)
+        return {
+            "plain loop": plain,
+            "engine": partial(engine, device="cpu"),
+            "fused engine": partial(engine, engine="fused"),
+        }
+
+
+def _random_inputs(sizes: tuple | dict, rng: np.random.Generator) -> torch.Tensor | dict:
+    """Normal random float32 inputs of ``sizes`` (a shape, or {modality: shape} plus the
+    "present" flags of a fusion model)."""
+    if isinstance(sizes, dict):
+        x = {m: torch.from_numpy(rng.normal(size=s).astype(np.float32)) for m, s in sizes.items()}
+        n = next(iter(sizes.values()))[0]
+        return x | {"present": torch.ones(n, len(sizes))}
+    return torch.from_numpy(rng.normal(size=sizes).astype(np.float32))
+
+
+def stacking(names: list[str], members: int = 8, epochs: int = 2) -> None:
+    """Engine throughput per CPU-second with one member per group vs ``members`` per
+    group, in this process, one thread."""
+    print(f"\nfold stacking (torch.func.vmap), {members} members, {epochs} epochs, one thread:")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for name in names:
+        spec = model_spec(name)
+        batch = spec.defaults.batch_size
+        n = 4 * batch
+        shape = spec.example_shape
+        if isinstance(shape, dict):
+            sizes = {m: (n, *s) for m, s in shape.items()}
+        else:
+            sizes = (n, *shape)
+
+        group = [
+            Member(
+                _random_inputs(sizes, rng),
+                torch.from_numpy(rng.integers(0, 3, n)),
+                fold_seeds(0, f),
+            )
+            for f in range(members)
+        ]
+        factory = partial(build_model, name, n_classes=3, **spec.shape_kwargs(sizes))
+        first = group[0]
+        rows = np.arange(batch)
+        x0 = (
+            {k: v[rows] for k, v in first.x.items()} if isinstance(first.x, dict) else first.x[rows]
+        )
+        flops = profile_step(factory(), x0, first.y[rows]).flops
+        rates = {}
+        for size in (1, members):
+            settings = resolve_settings(name, epochs=1, folds_per_group=size, device="cpu")
+            train_models(factory, group[:size], settings)  # warm-up
+            settings = resolve_settings(name, epochs=epochs, folds_per_group=size, device="cpu")
+            started = time.process_time()
+            train_models(factory, group, settings)
+            rates[size] = members * n * epochs / (time.process_time() - started)
+        print(
+            f"  {name:16s} batch {batch:3d}: {flops / 1e6:8.1f} MFLOP per step; "
+            f"1 per group {rates[1]:8.0f}, {members} per group {rates[members]:8.0f} "
+            f"sample-steps per CPU-s ({rates[members] / rates[1]:.2f}x)",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folds", type=int, default=24, help="LOSO folds measured")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--models", default="ststnet,offapexnet")
+    parser.add_argument("--folds", type=int, default=24, help="LOSO folds measured (STSTNet)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per run (STSTNet)")
+    parser.add_argument("--other-folds", type=int, default=6, help="folds, other models")
+    parser.add_argument("--other-epochs", type=int, default=2, help="epochs, other models")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1e-3, help="5e-5 in the paper (x 500 epochs)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3, help="STSTNet (5e-5 x 500 epochs)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--folds-per-group", type=int, default=4)
-    parser.add_argument("--plain-threads", type=int, default=1)
+    parser.add_argument("--stacking-models", default="physio_mlp,early_fusion,eeg_tcn,ststnet")
     args = parser.parse_args()
-
-    from distributed import Client, LocalCluster
+    names = args.models.split(",")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # shutdown chatter
 
     X, y, groups = synthetic_mmhe()
     all_folds = list(loso(groups))
-    chosen = np.sort(np.random.default_rng(0).choice(len(all_folds), args.folds, replace=False))
-    folds = [all_folds[i] for i in chosen]
-    work = sum(f.train_idx.size for f in folds) * args.epochs
-    full = sum(f.train_idx.size for f in all_folds) * PUBLISHED_EPOCHS
+    rng = np.random.default_rng(0)
     print(
         f"synthetic MMHE: {len(np.unique(groups))} participants, {len(y)} MEs, X {X.shape[1:]}, "
-        f"classes {np.bincount(y).tolist()}; measuring {len(folds)} of {len(all_folds)} LOSO "
-        f"folds x {args.epochs} epochs = {work:,} sample-steps per run; batch {args.batch_size}, "
-        f"lr {args.lr}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"classes {np.bincount(y).tolist()}; {os.cpu_count()} CPUs; torch {torch.__version__}; "
+        f"load average at start {os.getloadavg()[0]:.1f}"
     )
-    results = []
-
-    def record(name: str, seconds: float, cpu: float, table: pd.DataFrame, seed: int) -> None:
-        row = {
-            "run": name,
-            "seed": seed,
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "sample_steps_per_s": work / seconds,
-            "per_cpu_second": work / cpu,
-        }
-        row |= {k: v for k, v in _scores(table).items() if k != "n"}
-        results.append(row)
-        print(
-            f"  {name:32s} seed {seed}  {seconds:7.1f} s  {work / seconds:8.0f} sample-steps/s"
-            f"  ({work / cpu:6.0f} per CPU-second)  load {os.getloadavg()[0]:.1f}"
-        )
-
-    plain_tables, engine_tables = [], []
-    threads = args.plain_threads
-    torch.set_num_threads(threads)
-    warm_up()  # first-call costs (kernel selection, allocator growth) are not throughput
-    for seed in range(args.seeds):
-        started, cpu = time.perf_counter(), time.process_time()
-        table = plain_loso(X, y, groups, folds, args.epochs, args.lr, args.batch_size, seed)
-        record(
-            f"A plain loop, {threads} threads",
-            time.perf_counter() - started,
-            time.process_time() - cpu,
-            table,
-            seed,
-        )
-        plain_tables.append(table)
-    cores = os.cpu_count() or 1
-    if cores > threads:  # the same loop with torch's default intra-op threads
-        torch.set_num_threads(cores)
-        started, cpu = time.perf_counter(), time.process_time()
-        table = plain_loso(X, y, groups, folds, args.epochs, args.lr, args.batch_size, 0)
-        record(
-            f"D plain loop, {cores} threads",
-            time.perf_counter() - started,
-            time.process_time() - cpu,
-            table,
-            0,
-        )
-        torch.set_num_threads(threads)
-
+    warm_up(names)
+    peak = matmul_gflops()
     started = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    cluster = local_cluster(args.workers)
     client = Client(cluster)
-    client.run(lambda: torch.set_num_threads(1))
     startup = time.perf_counter() - started
-    client.run(warm_up)
-
-    def cpu_now() -> float:  # CPU seconds of this process (scheduler) and every worker
-        return time.process_time() + sum(client.run(time.process_time).values())
-
-    print(f"  LocalCluster({args.workers} workers x 1 thread) start-up: {startup:.1f} s")
     try:
-        x_remote, y_remote, g_remote = client.scatter([X, y, groups], broadcast=True)
-        started, cpu = time.perf_counter(), cpu_now()
-        futures = [
-            client.submit(
-                plain_loso,
-                x_remote,
-                y_remote,
-                g_remote,
-                [f],
-                args.epochs,
-                args.lr,
-                args.batch_size,
-                0,
-                1,
-                pure=False,
-            )
-            for f in folds
-        ]
-        table = pd.concat(client.gather(futures), ignore_index=True)
-        record(
-            f"B plain loop, {args.workers} workers",
-            time.perf_counter() - started,
-            cpu_now() - cpu,
-            table,
-            0,
+        client.run(warm_up, names)
+        worker_peaks = list(client.run(matmul_gflops).values())
+        print(
+            f"matmul limit: {peak:.1f} GFLOP per CPU-second in this process, "
+            f"{', '.join(f'{p:.1f}' for p in worker_peaks)} on the workers (at once); "
+            f"cluster start-up {startup:.1f} s (paid once per session)\n"
         )
-        for seed in range(args.seeds):
-            started, cpu = time.perf_counter(), cpu_now()
-            table = run_folds(
-                "ststnet",
-                X,
-                y,
-                groups,
-                folds,
-                epochs=args.epochs,
-                lr=args.lr,
-                batch_size=args.batch_size,
-                seed=seed,
-                client=client,
-                folds_per_group=args.folds_per_group,
+        bench = Bench(client, (X, y, groups), args.workers)
+        for name in names:
+            main_model = name == "ststnet"
+            n_folds = args.folds if main_model else args.other_folds
+            epochs = args.epochs if main_model else args.other_epochs
+            lr = args.lr if main_model else None
+            folds = [all_folds[i] for i in np.sort(rng.choice(len(all_folds), n_folds, False))]
+            work = sum(f.train_idx.size for f in folds) * epochs
+            print(
+                f"{name}: {n_folds} of {LOSO_FOLDS} LOSO folds x {epochs} epochs = {work:,} "
+                f"sample-steps per run, batch {model_spec(name).defaults.batch_size}, "
+                f"lr {lr or model_spec(name).defaults.lr}"
             )
-            record(
-                f"C mmhe engine, {args.workers} workers",
-                time.perf_counter() - started,
-                cpu_now() - cpu,
-                table,
-                seed,
-            )
-            engine_tables.append(table)
+            bench.model(name, folds, epochs, lr, args.seeds if main_model else 1)
     finally:
         client.close()
         cluster.close()
+    report(pd.DataFrame(bench.rows), names, all_folds, args.workers, peak)
+    if args.stacking_models:
+        stacking(args.stacking_models.split(","))
 
-    frame = pd.DataFrame(results)
-    print("\nper run:")
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    rate = {name: part.sample_steps_per_s.mean() for name, part in frame.groupby("run")}
-    per_cpu = {name: part.per_cpu_second.mean() for name, part in frame.groupby("run")}
-    plain_a = rate[f"A plain loop, {threads} threads"]
-    plain_b = rate[f"B plain loop, {args.workers} workers"]
-    engine = rate[f"C mmhe engine, {args.workers} workers"]
-    print(
-        f"\nthroughput (sample-steps/s): plain in-process {plain_a:,.0f}; plain on "
-        f"{args.workers} worker processes {plain_b:,.0f}; mmhe engine {engine:,.0f}"
+
+def report(
+    frame: pd.DataFrame, names: list[str], all_folds: list, workers: int, peak: float
+) -> None:
+    """Print the table, the ratios, the accuracy check and the projections."""
+    frame["rate"] = frame.work / frame.wall_s
+    frame["per_cpu_s"] = frame.work / frame.cpu_s
+    table = (
+        frame.groupby(["model", "run"], sort=False)
+        .agg(
+            seeds=("seed", "size"),
+            load=("load", "mean"),
+            sample_steps_per_s=("rate", "mean"),
+            per_cpu_s=("per_cpu_s", "mean"),
+        )
+        .reset_index()
     )
+    for model in names:
+        mine = table.model == model
+        base = table[mine & table.run.str.startswith("A plain")].iloc[0]
+        table.loc[mine, "x_wall"] = table.loc[mine, "sample_steps_per_s"] / base.sample_steps_per_s
+        table.loc[mine, "x_cpu"] = table.loc[mine, "per_cpu_s"] / base.per_cpu_s
+        flops = flops_per_sample(model, model_spec(model).defaults.batch_size)
+        table.loc[mine, "MFLOP_per_sample_step"] = flops / 1e6
+        table.loc[mine, "GFLOP_per_s"] = table.loc[mine, "sample_steps_per_s"] * flops / 1e9
+        table.loc[mine, "GFLOP_per_cpu_s"] = table.loc[mine, "per_cpu_s"] * flops / 1e9
+    table["pct_of_peak"] = 100 * table.GFLOP_per_cpu_s / peak
+    pd.set_option("display.width", 250)
     print(
-        f"speed-up of the engine (wall): {engine / plain_a:.2f}x vs plain in-process, "
-        f"{engine / plain_b:.2f}x vs plain on {args.workers} workers (target >= 3x)"
+        "\nsummary (mean over seeds; x_wall, x_cpu: ratio to the plain single-thread loop A "
+        "of the same model, by wall time and by CPU time; pct_of_peak: GFLOP per CPU-second "
+        f"against the matmul limit {peak:.1f}):"
     )
-    for name, value in rate.items():
-        if name.startswith("D"):
-            print(f"  vs {name} (torch default threads): {value:,.0f} -> {engine / value:.2f}x")
-    cpu_a = per_cpu[f"A plain loop, {threads} threads"]
-    cpu_b = per_cpu[f"B plain loop, {args.workers} workers"]
-    cpu_c = per_cpu[f"C mmhe engine, {args.workers} workers"]
-    print(
-        f"per CPU-second: plain in-process {cpu_a:,.0f}, plain workers {cpu_b:,.0f}, engine "
-        f"{cpu_c:,.0f} (engine {cpu_c / cpu_a:.2f}x / {cpu_c / cpu_b:.2f}x); with 2 idle cores "
-        f"that is about {2 * cpu_c:,.0f} sample-steps/s for the engine and {2 * cpu_b:,.0f} "
-        f"for two plain single-threaded loops"
-    )
-    metrics = ["accuracy", "uf1", "uar"]
-    plain_m = frame[frame.run.str.startswith("A")][metrics]
-    engine_m = frame[frame.run.str.startswith("C")][metrics]
-    print(
-        f"\npooled metrics over {len(folds)} folds ({sum(f.test_idx.size for f in folds)} "
-        f"test MEs), {args.seeds} seeds:"
-    )
-    for m in metrics:
-        lo, hi = plain_m[m].min(), plain_m[m].max()
-        inside = ((engine_m[m] >= lo - 1e-9) & (engine_m[m] <= hi + 1e-9)).sum()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if "ststnet" in names:
+        mine = frame[frame.model == "ststnet"]
+        plain = mine[mine.run.str.startswith("A plain")]
         print(
-            f"  {m:8s} plain {plain_m[m].mean():.3f} [{lo:.3f}, {hi:.3f}]   engine "
-            f"{engine_m[m].mean():.3f} [{engine_m[m].min():.3f}, {engine_m[m].max():.3f}]"
-            f"   engine seeds inside plain range: {inside}/{len(engine_m)}"
+            f"\nststnet pooled metrics per seed (mean, SD, range; Welch t-test against the "
+            f"plain loop's {len(plain)} seeds; inside: seeds within the plain loop's range):"
         )
-    for seed, (plain, engine_table) in enumerate(zip(plain_tables, engine_tables, strict=True)):
-        merged = plain.merge(
-            engine_table,
-            on=["fold", "sample", "participant", "y_true"],
-            suffixes=("_plain", "_engine"),
-        )
-        test = paired_permutation_test(
-            merged.y_true,
-            merged.y_pred_engine,
-            merged.y_pred_plain,
-            merged.participant,
-            "uf1",
-            n_perm=2000,
-            seed=0,
-        )
+        for prefix in ("A plain", "C mmhe", "F fused"):
+            runs = mine[mine.run.str.startswith(prefix)]
+            for m in ("accuracy", "uf1"):
+                values, ref = runs[m].to_numpy(), plain[m].to_numpy()
+                inside = ((values >= ref.min() - 1e-9) & (values <= ref.max() + 1e-9)).sum()
+                p = ttest_ind(values, ref, equal_var=False).pvalue if len(values) > 1 else np.nan
+                print(
+                    f"  {runs.run.iloc[0][:34]:34s} {m:8s} {values.mean():.3f} ± "
+                    f"{values.std(ddof=1) if len(values) > 1 else 0:.3f} [{values.min():.3f}, "
+                    f"{values.max():.3f}]  p = {p:.2f}  inside: {inside}/{len(values)}  "
+                    f"per seed: {', '.join(f'{v:.3f}' for v in values)}"
+                )
+    print(f"\nprojected full LOSO protocol ({LOSO_FOLDS} folds x published epochs):")
+    for model in names:
+        full = sum(f.train_idx.size for f in all_folds) * model_spec(model).defaults.epochs
+        mine = table[table.model == model].set_index("run")
+        engine = mine.loc[f"C mmhe engine, {workers} workers"]
+        plain = mine.loc["A plain loop, 1 thread"]
+        limit = full * engine.MFLOP_per_sample_step * 1e6 / (workers * peak * 1e9)
         print(
-            f"  seed {seed}: paired permutation test engine vs plain, UF1 difference "
-            f"{test['difference']:+.3f}, p = {test['p_value']:.3f}"
+            f"  {model}: {full:,} sample-steps; engine on {workers} workers "
+            f"{full / engine.sample_steps_per_s / 3600:.2f} h at this run's wall rate, "
+            f"{full / (engine.per_cpu_s * workers) / 3600:.2f} h on {workers} idle cores; "
+            f"plain single-thread loop {full / plain.per_cpu_s / 3600:.2f} h on an idle core; "
+            f"compute limit {limit / 3600:.2f} h on {workers} cores"
         )
-    hours = {
-        name: full / r / 3600
-        for name, r in (
-            ("plain in-process", plain_a),
-            (f"plain on {args.workers} workers", plain_b),
-            ("mmhe engine", engine),
-        )
-    }
-    print(
-        f"\nfull protocol: {len(all_folds)} folds x {PUBLISHED_EPOCHS} epochs = {full:,} "
-        f"sample-steps; projected wall time: "
-        + ", ".join(f"{k} {v:.1f} h" for k, v in hours.items())
-        + f" (+ {startup:.0f} s cluster start-up)"
-    )
 
 
 if __name__ == "__main__":

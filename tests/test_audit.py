@@ -24,7 +24,7 @@ def _planted(n_people=6, per=20, width=6, seed=0):
 
 def _leaky_prepare(report_test_rows: bool):
     """A z-score fitted on training + test rows (the leak), reporting or hiding them."""
-    original = training._prepare
+    original = training.prepare
 
     def prepare(spec, X_train, X_test, normalize, fit_rows):
         both = np.concatenate([X_train, X_test])
@@ -55,7 +55,7 @@ def test_fit_records_of_a_clean_run_pass_and_are_measured():
 @pytest.mark.parametrize("report_test_rows", [True, False], ids=["reported", "hidden"])
 def test_train_plus_test_zscore_is_caught(monkeypatch, report_test_rows):
     X, y, groups = _planted()
-    monkeypatch.setattr(training, "_prepare", _leaky_prepare(report_test_rows))
+    monkeypatch.setattr(training, "prepare", _leaky_prepare(report_test_rows))
     predictions = run_folds("physio_mlp", X, y, groups, list(loso(groups)), epochs=2)
     audits = predictions.attrs["audit"]
     assert not any(a["passed"] for a in audits)
@@ -65,27 +65,49 @@ def test_train_plus_test_zscore_is_caught(monkeypatch, report_test_rows):
         assert "outside the training set" in failures
 
 
+def _early_stops(predictions):
+    return [
+        f
+        for a in predictions.attrs["audit"]
+        for f in a["fits"]["fits"]
+        if f["what"].startswith("early stopping")
+    ]
+
+
 def test_early_stopping_on_the_test_fold_is_caught(monkeypatch):
+    """The fused STSTNet trainer splits validation rows from all of X: a split that
+    hands it the test fold is caught. The stacked engine only ever sees a fold's
+    training rows; a split there that also trains on its validation rows is caught."""
+    from mmhe.evaluation import fused_ststnet
+
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(4), 12)
     X = rng.normal(size=(groups.size, 3, 28, 28)).astype(np.float32)
     y = rng.integers(0, 3, groups.size)
+    folds = list(loso(groups))
+    kw = {"epochs": 2, "early_stopping": True}
 
     def validation_is_the_test_fold(train_rows, groups_, fraction, seed):
         return np.asarray(train_rows), np.setdiff1d(np.arange(len(groups_)), train_rows)
 
-    clean = run_folds("ststnet", X, y, groups, list(loso(groups)), epochs=2, early_stopping=True)
-    assert all(a["passed"] for a in clean.attrs["audit"])
-    monkeypatch.setattr(training, "inner_validation_split", validation_is_the_test_fold)
-    leaky = run_folds("ststnet", X, y, groups, list(loso(groups)), epochs=2, early_stopping=True)
+    def validation_is_also_trained_on(train_rows, groups_, fraction, seed):
+        rows = np.asarray(train_rows)
+        return rows, rows[groups_[rows] == groups_[rows][0]]
+
+    for engine in ("stacked", "fused"):
+        clean = run_folds("ststnet", X, y, groups, folds, engine=engine, **kw)
+        assert all(a["passed"] for a in clean.attrs["audit"]), engine
+        assert len(_early_stops(clean)) == len(folds), engine
+    monkeypatch.setattr(fused_ststnet, "inner_validation_split", validation_is_the_test_fold)
+    leaky = run_folds("ststnet", X, y, groups, folds, engine="fused", **kw)
     assert not any(a["passed"] for a in leaky.attrs["audit"])
-    stops = [
-        f
-        for a in leaky.attrs["audit"]
-        for f in a["fits"]["fits"]
-        if f["what"].startswith("early stopping")
-    ]
+    stops = _early_stops(leaky)
     assert stops and all(f["test_rows_used"] == 12 for f in stops)
+    monkeypatch.setattr(training, "inner_validation_split", validation_is_also_trained_on)
+    leaky = run_folds("ststnet", X, y, groups, folds, engine="stacked", **kw)
+    assert not any(a["passed"] for a in leaky.attrs["audit"])
+    stops = _early_stops(leaky)
+    assert stops and all(f["validation_participants_also_fitted"] == 1 for f in stops)
 
 
 def test_audit_fits_flags_shared_participants_and_validation_overlap():
@@ -129,7 +151,7 @@ def _cli_run(store, out):
 
 
 def test_benchmark_fails_its_audit_on_an_injected_zscore_leak(store_tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "_prepare", _leaky_prepare(False))
+    monkeypatch.setattr(training, "prepare", _leaky_prepare(False))
     result = _cli_run(store_tiny, tmp_path / "leak")
     assert result.exit_code == 1, result.output
     assert "leakage audit FAILED" in result.output

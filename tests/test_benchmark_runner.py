@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score
 from typer.testing import CliRunner
@@ -171,11 +172,19 @@ def test_cli_runs_one_combination(store_tiny, tmp_path):
             "physio",
             "--out",
             str(out),
+            "--device",
+            "cpu",
         ],
     )
     assert result.exit_code == 0, result.output
     results = pd.read_csv(out / "results.csv")
     assert results.loc[0, "model"] == "logreg" and bool(results.loc[0, "complete"])
+    assert json.loads((out / "environment.json").read_text())["device"] == "cpu"
+    if not torch.cuda.is_available():  # a missing device fails before any work
+        args = ["benchmark", str(store_tiny), "--model", "ststnet", "--out", str(out / "x")]
+        result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+        assert result.exit_code == 2, result.output  # one line, no traceback
+        assert "no CUDA GPU" in result.output and not (out / "x").exists()
 
 
 def _chromium() -> str:

@@ -17,9 +17,11 @@ from sklearn.preprocessing import StandardScaler
 
 from mmhe.errors import ConfigError
 from mmhe.evaluation.device import resolve_device
+from mmhe.evaluation.folds import run_folds
 from mmhe.evaluation.runner import BenchmarkConfig, run_benchmark
+from mmhe.evaluation.settings import resolve_settings
 from mmhe.evaluation.splits import loso
-from mmhe.evaluation.training import fit_predict, run_folds
+from mmhe.evaluation.training import fit_predict
 from mmhe.models import list_models, model_spec, register, unregister
 
 
@@ -114,9 +116,12 @@ def test_devices_resolve_and_fail_loudly(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             resolve_device("cuda")
-    # With a GPU, STSTNet's multi-fold (CPU) engine steps aside or refuses, before training.
+    # With a GPU, "auto" trains one fold at a time and the fused STSTNet trainer (CPU
+    # only) refuses, before training.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_settings("ststnet", device="cuda").engine == "sequential"
+    assert resolve_settings("ststnet", device="cpu").engine == "stacked"
     groups = np.repeat(["a", "b"], 4)
     X = np.zeros((8, 3, 28, 28), np.float32)
     with pytest.raises(ConfigError, match="CPU only"):
@@ -126,7 +131,7 @@ def test_devices_resolve_and_fail_loudly(monkeypatch):
             np.arange(8) % 2,
             groups,
             list(loso(groups)),
-            engine="multifold",
+            engine="fused",
             device="cuda",
         )
 
@@ -134,7 +139,7 @@ def test_devices_resolve_and_fail_loudly(monkeypatch):
 def test_registered_model_reaches_a_fresh_worker_process(registered):
     """A Dask worker process has never seen the user's register() call: the fold task
     carries the spec (pickled as Dask pickles it) and registers it there first."""
-    from mmhe.evaluation.training import _run_fold_group, resolve_settings
+    from mmhe.evaluation.folds import _run_fold_group
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(24, 4)).astype(np.float32)
@@ -147,10 +152,41 @@ def test_registered_model_reaches_a_fresh_worker_process(registered):
     unregister("tiny_net")  # as in a worker that never imported the user's module
     with pytest.raises(ConfigError, match="unknown model"):
         model_spec("tiny_net")
-    remote = _run_fold_group(
-        "tiny_net", X, y, groups, folds, 2, settings, "sequential", registered=shipped
-    )
+    remote = _run_fold_group("tiny_net", X, y, groups, folds, 2, settings, registered=shipped)
     for (index, proba, _), fold in zip(remote, folds, strict=True):
         mine = local[local["fold"] == index].sort_values("sample")
         assert index == fold.index
         np.testing.assert_allclose(proba[:, 1], mine["prob_1"], rtol=1e-6)
+
+
+class LazyNet(torch.nn.Module):
+    """A registered model whose layer sizes come from its first input (lazy modules)."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.LazyLinear(8), torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x.flatten(1)))
+
+
+def test_lazy_modules_are_initialised_under_each_folds_seed():
+    """Lazy parameters exist before folds are stacked, drawn under the fold's own seed:
+    stacked and one-at-a-time training give the same predictions."""
+    register("lazy_net", LazyNet, ["physio"], {"epochs": 3, "lr": 1e-2, "batch_size": 8})
+    try:
+        rng = np.random.default_rng(4)
+        X = rng.normal(size=(36, 5)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(int)
+        groups = np.repeat(["a", "b", "c"], 12)
+        folds = list(loso(groups))
+        kw = {"n_classes": 2, "seed": 1}
+        stacked = run_folds("lazy_net", X, y, groups, folds, folds_per_group=3, **kw)
+        alone = run_folds("lazy_net", X, y, groups, folds, engine="sequential", **kw)
+        assert stacked.attrs["settings"]["folds_per_group"] == 3
+        assert alone.attrs["settings"]["folds_per_group"] == 1
+        np.testing.assert_allclose(stacked["prob_1"], alone["prob_1"], rtol=1e-5, atol=1e-6)
+        assert all(a["passed"] for a in stacked.attrs["audit"])
+    finally:
+        unregister("lazy_net")

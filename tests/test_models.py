@@ -1,4 +1,4 @@
-"""Models: registry, shapes, parameter counts, the fused multi-fold STSTNet, fusion policies."""
+"""Models: registry, shapes, parameter counts, STSTNet's streams, fusion policies."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mmhe.models import (
     EEGNet,
     LateFusion,
     MMHENet,
-    MultiFoldSTSTNet,
     STSTNet,
     build_model,
     focal_loss,
@@ -118,87 +117,46 @@ def test_every_registry_model_runs_on_its_documented_shape(name):
         np.testing.assert_allclose(out.sum(1), 1.0)
 
 
-def _standard_step(models, x, y, row_mask, keep, mean, std):
-    """Loss of F ordinary STSTNets, each on its rows, with the given dropout masks."""
-    total = 0.0
-    bounds = np.cumsum((0, *STSTNet.stream_channels))
-    for f, model in enumerate(models):
-        rows = row_mask[:, f].bool()
-        xn = (x[rows] - mean[f].view(1, -1, 1, 1)) / std[f].view(1, -1, 1, 1)
-        masks = keep[rows][:, :, :, f, :]
-        hooks = []
-        for s, stream in enumerate(model.streams):
-            part = masks[..., bounds[s] : bounds[s + 1]].permute(0, 3, 1, 2)
-            hooks.append(
-                stream.drop.register_forward_hook(lambda mod, inp, out, part=part: inp[0] * part)
-            )
-        model.train()
-        total = total + F.cross_entropy(model(xn), y[rows])
-        for h in hooks:
-            h.remove()
-    return total
-
-
-def _stacked_grads(models):
-    def cat(attr, sub):
-        return torch.stack(
-            [torch.cat([getattr(getattr(s, sub), attr).grad for s in m.streams]) for m in models]
-        )
-
-    return {
-        "conv_weight": cat("weight", "conv"),
-        "conv_bias": cat("bias", "conv"),
-        "bn_weight": cat("weight", "bn"),
-        "bn_bias": cat("bias", "bn"),
-        "fc_weight": torch.stack([m.classifier.weight.grad for m in models]),
-        "fc_bias": torch.stack([m.classifier.bias.grad for m in models]),
-    }
-
-
-def test_multifold_step_equals_separate_ststnets():
-    """Loss, every gradient and the BatchNorm running statistics of the fused multi-fold
-    step equal those of F ordinary STSTNets (negative BN scales, per-fold input
-    normalisation, overlapping fold rows, uneven chunks)."""
+def test_ststnet_equals_the_papers_three_separate_streams():
+    """STSTNet computes its three streams as one 16-channel pass: the paper's layout
+    (three conv -> ReLU -> BatchNorm -> max-pool -> dropout streams, concatenated) with
+    the same weights gives the same logits, gradients and BatchNorm statistics."""
     torch.manual_seed(0)
-    n_folds, rows = 3, 37
-    models = []
-    for f in range(n_folds):
-        torch.manual_seed(f)
-        model = STSTNet()
+    model = STSTNet()
+    convs, norms = [], []
+    for part in STSTNet.stream_slices():
+        conv, norm = (
+            torch.nn.Conv2d(3, part.stop - part.start, 3, padding=1),
+            torch.nn.BatchNorm2d(part.stop - part.start),
+        )
         with torch.no_grad():
-            for stream in model.streams:
-                stream.bn.weight.uniform_(-1.5, 1.5)
-                stream.bn.bias.normal_()
-        models.append(model)
-    multi = MultiFoldSTSTNet.from_models(models)
-    x = torch.randn(rows, 3, 28, 28) * 2 + 0.5
-    y = torch.randint(0, 3, (rows,))
-    row_mask = torch.zeros(rows, n_folds)
-    row_mask[:30, 0] = 1
-    row_mask[5:, 1] = 1
-    row_mask[::2, 2] = 1
-    keep = (torch.rand(rows, 10, 10, n_folds, 16) > 0.5).float() * 2
-    mean, std = torch.randn(n_folds, 3), torch.rand(n_folds, 3) + 0.5
-    loss = multi.training_loss(x, y, row_mask, keep, mean, std, chunk=7)
+            conv.weight.copy_(model.streams.conv.weight[part])
+            conv.bias.copy_(model.streams.conv.bias[part])
+            norm.weight.uniform_(-1.5, 1.5)  # negative scales too
+            norm.bias.normal_()
+            model.streams.bn.weight[part] = norm.weight
+            model.streams.bn.bias[part] = norm.bias
+        convs.append(conv), norms.append(norm)
+    x = torch.randn(9, 3, 28, 28)
+    y = torch.randint(0, 3, (9,))
+    model.eval()  # no dropout; BatchNorm in training mode below
+    model.streams.bn.train()
+    loss = F.cross_entropy(model(x), y)
+    features = torch.cat(
+        [
+            F.max_pool2d(norm(torch.relu(conv(x))), 3, 3, 1)
+            for conv, norm in zip(convs, norms, strict=True)
+        ],
+        dim=1,
+    )
+    reference = F.cross_entropy(model.classifier(F.avg_pool2d(features, 2).flatten(1)), y)
+    torch.testing.assert_close(loss, reference)
     loss.backward()
-    reference = _standard_step(models, x, y, row_mask, keep, mean, std)
     reference.backward()
-    assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
-    for name, grad in _stacked_grads(models).items():
-        got = getattr(multi, name).grad
-        np.testing.assert_allclose(got.numpy(), grad.numpy(), atol=2e-5 * grad.abs().max().item())
-    after = MultiFoldSTSTNet.from_models(models)
-    np.testing.assert_allclose(multi.running_mean.numpy(), after.running_mean.numpy(), atol=1e-6)
-    np.testing.assert_allclose(multi.running_var.numpy(), after.running_var.numpy(), rtol=1e-5)
-
-
-def test_multifold_round_trip_keeps_every_fold():
-    models = [STSTNet() for _ in range(2)]
-    back = MultiFoldSTSTNet.from_models(models).to_models()
-    x = torch.randn(4, 3, 28, 28)
-    for a, b in zip(models, back, strict=True):
-        a.eval(), b.eval()
-        torch.testing.assert_close(a(x), b(x))
+    grad = model.streams.conv.weight.grad
+    for part, conv, norm in zip(STSTNet.stream_slices(), convs, norms, strict=True):
+        torch.testing.assert_close(grad[part], conv.weight.grad, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(model.streams.bn.running_var[part], norm.running_var)
 
 
 def test_rcna_attention_is_min_max_normalised():

@@ -20,6 +20,7 @@ from mmhe.features.spotting import (
     bump_scores,
     facial_regions,
     frame_scores,
+    video_landmarks,
 )
 from mmhe.synth import face
 
@@ -147,7 +148,10 @@ def test_frame_scores_stream_a_zarr_array(planted, tmp_path):
 
 def test_flow_spotter_finds_planted_expressions_and_ignores_distractors(planted):
     video, _events = planted
-    scores = frame_scores(video, FPS)
+    points = video_landmarks(video)  # 68 points on the crop: regions follow the face
+    assert points is not None and points.shape == (68, 2)
+    scores = frame_scores(video, FPS, landmarks=points)
+    assert scores.meta["landmarks"]
     params = FlowSpotterParams()
     found = select_intervals(flow_candidates(scores, params.fraction), params, FPS)
     truth = pd.DataFrame(

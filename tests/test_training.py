@@ -1,7 +1,10 @@
-"""Training engine: planted signals, chance with shuffled labels, fusion, exactness of the
-multi-fold engine, determinism, leakage guards, Dask."""
+"""Training: planted signals, chance with shuffled labels, fusion, stacked folds equal to
+each fold trained alone, determinism, leakage guards, devices, Dask."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -9,14 +12,21 @@ import torch
 
 from mmhe.errors import ConfigError
 from mmhe.evaluation import (
+    Member,
     bootstrap_ci,
-    epoch_permutation,
     fit_predict,
+    fold_seeds,
     loso,
     pooled_scores,
+    resolve_settings,
     run_folds,
+    train_models,
 )
-from mmhe.evaluation.training import _StackedAdam, shared_batches
+from mmhe.evaluation.dropout import DropoutMasks, draw_masks, dropout_calls
+from mmhe.evaluation.planning import batch_order, batches, steps_per_epoch
+from mmhe.evaluation.scaling import prepare
+from mmhe.evaluation.settings import torch_threads
+from mmhe.models import build_model, model_spec
 
 N_PEOPLE, PER_PERSON = 8, 12
 
@@ -34,13 +44,16 @@ def planted(seed: int = 0) -> dict:
     eeg = rng.normal(size=(n, 4, 10)).astype(np.float32)
     eeg[np.arange(n), :, 2 * y] += 1.5  # class-dependent band power
     physio = rng.normal(size=(n, 6)).astype(np.float32) + np.eye(3, 6, dtype=np.float32)[y] * 3
-    return {"groups": groups, "y": y, "face": face, "eeg": eeg, "physio": physio}
+    eeg_raw = rng.normal(size=(n, 1, 8, 64)).astype(np.float32)  # (N, 1, channels, samples)
+    eeg_raw[:, 0, y + 2, :] += np.sin(np.arange(64) * (1 + y[:, None]) / 4)
+    data = {"groups": groups, "y": y, "face": face, "eeg": eeg, "physio": physio}
+    return data | {"eeg_raw": eeg_raw}
 
 
 DATA = planted()
 FOLDS = list(loso(DATA["groups"]))
 CASES = {
-    "face": ("ststnet", {"epochs": 12, "lr": 1e-2, "batch_size": 32, "folds_per_group": 8}),
+    "face": ("ststnet", {"epochs": 12, "lr": 1e-2, "batch_size": 32}),
     "eeg": (
         "eeg_tcn",
         {"epochs": 30, "lr": 3e-3, "batch_size": 32, "model_kw": {"hidden": 16, "depth": 2}},
@@ -135,16 +148,141 @@ def test_stacking_uses_inner_training_folds_and_beats_chance():
     assert pooled_scores(stacked.y_true, stacked.y_pred)["accuracy"] > 0.7
 
 
-def test_multifold_grouping_gives_the_same_predictions():
-    """Exact equivalence (up to float rounding): a fold's predictions do not depend on
-    which folds share its group, because every random choice is keyed by the fold."""
-    kw = {"epochs": 4, "lr": 5e-3, "batch_size": 16, "seed": 3}
-    x, y, g = DATA["face"], DATA["y"], DATA["groups"]
-    together = run_folds("ststnet", x, y, g, FOLDS[:4], folds_per_group=4, **kw)
-    alone = run_folds("ststnet", x, y, g, FOLDS[:4], folds_per_group=1, **kw)
-    probs = [c for c in together if c.startswith("prob_")]
-    np.testing.assert_allclose(together[probs].to_numpy(), alone[probs].to_numpy(), atol=1e-4)
-    assert (together.y_pred == alone.y_pred).all()
+def _textbook_fold(name, X, y, fold, n_classes, settings):
+    """One fold trained alone by an ordinary PyTorch loop: the fold's z-scoring, the
+    model built under its init seed, `torch.optim`, its shuffled batches and its dropout
+    masks (drawn from its own generator, the engine's contract). Test probabilities."""
+    spec = model_spec(name)
+    seeds = fold_seeds(settings.seed, fold.index)
+    take = (lambda a, i: {m: v[i] for m, v in a.items()}) if isinstance(X, dict) else None
+    x_tr = take(X, fold.train_idx) if take else X[fold.train_idx]
+    x_te = take(X, fold.test_idx) if take else X[fold.test_idx]
+    del take
+    prepared = prepare(spec, x_tr, x_te, True, np.arange(fold.train_idx.size))
+    with torch_threads(1):  # the engine's thread count: the same summation order
+        return _textbook_loop(name, spec, prepared, y, fold, n_classes, settings, seeds)
+
+
+def _textbook_loop(name, spec, prepared, y, fold, n_classes, settings, seeds):
+    take = isinstance(prepared.train, dict)
+
+    def tensors(arrays, n):
+        if isinstance(arrays, dict):
+            out = {m: torch.from_numpy(v) for m, v in arrays.items()}
+            out["present"] = torch.ones(n, len(arrays))
+            return out
+        return torch.from_numpy(arrays)
+
+    x_fit = tensors(prepared.train, fold.train_idx.size)
+    x_test = tensors(prepared.test, fold.test_idx.size)
+    shape = {m: v.shape for m, v in prepared.train.items()} if take else prepared.train.shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeds[0])
+        model = build_model(
+            name, n_classes=n_classes, **spec.shape_kwargs(shape), **settings.model_kw
+        )
+    assert settings.optimizer == "adam"
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    generator = torch.Generator().manual_seed(seeds[2])
+    y_fit = torch.from_numpy(y[fold.train_idx])
+    n = fold.train_idx.size
+    for epoch_batches in batch_order(seeds[1], n, settings.batch_size, settings.epochs):
+        for rows in epoch_batches:
+            index = torch.from_numpy(rows)
+            xb = {m: v[index] for m, v in x_fit.items()} if take else x_fit[index]
+            masks = draw_masks(dropout_calls(model, xb, y_fit[index]), generator, "cpu")
+            model.train()
+            with DropoutMasks(masks):
+                loss = torch.nn.functional.cross_entropy(model(xb), y_fit[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if hasattr(model, "apply_constraints"):
+                model.apply_constraints()
+    model.eval()
+    with torch.no_grad():
+        return torch.softmax(model(x_test), dim=1).double().numpy()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "kw"),
+    [
+        ("ststnet", "face", {}),
+        ("eeg_tcn", "eeg", {"model_kw": {"hidden": 8, "depth": 2}}),
+        ("early_fusion", "fusion", {"model_kw": {"hidden": (16,)}}),
+    ],
+)
+def test_stacked_folds_equal_each_fold_trained_alone(name, data, kw):
+    """Fold by fold, the engine's predictions with 3 folds stacked into one vmapped model
+    equal an ordinary PyTorch loop training each fold alone with the same seed."""
+    x = {"face": DATA["physio"], "eeg": DATA["eeg"]} if data == "fusion" else DATA[data]
+    y, g = DATA["y"], DATA["groups"]
+    kw = {"epochs": 3, "lr": 5e-3, "batch_size": 16, "seed": 2, **kw}
+    folds = FOLDS[:3]
+    stacked = run_folds(name, x, y, g, folds, folds_per_group=3, device="cpu", **kw)
+    assert {info["folds_in_group"] for info in stacked.attrs["folds"]} == {3}
+    settings = resolve_settings(name, **{k: v for k, v in kw.items() if k != "seed"}, seed=2)
+    probs = [c for c in stacked if c.startswith("prob_")]
+    for fold in folds:
+        alone = _textbook_fold(name, x, y, fold, 3, settings)
+        ours = stacked.loc[stacked.fold == fold.index, probs].to_numpy()
+        np.testing.assert_allclose(ours, alone, atol=2e-5)
+    assert np.ptp(stacked[probs].to_numpy(), axis=0).max() > 0.05  # the models did learn
+
+
+def test_stacked_eegnet_keeps_its_max_norm_constraints_per_fold():
+    """EEGNet's ``apply_constraints`` runs on every stacked member after every step.
+    Its first BatchNorm's scale and shift are followed by another BatchNorm, so their
+    gradients are zero up to rounding, which Adam turns into steps of up to lr: stacked
+    (grouped convolutions) and alone then agree to about 1e-3, not to float precision."""
+    x, y, g = DATA["eeg_raw"], DATA["y"], DATA["groups"]
+    kw = {"epochs": 2, "lr": 5e-3, "batch_size": 16, "device": "cpu"}
+    kw["model_kw"] = {"kernel_length": 16, "f1": 4, "f2": 8}
+    stacked = run_folds("eegnet", x, y, g, FOLDS[:3], folds_per_group=3, **kw)
+    alone = run_folds("eegnet", x, y, g, FOLDS[:3], folds_per_group=1, **kw)
+    probs = [c for c in stacked if c.startswith("prob_")]
+    np.testing.assert_allclose(stacked[probs].to_numpy(), alone[probs].to_numpy(), atol=3e-3)
+    settings = resolve_settings("eegnet", **{k: v for k, v in kw.items() if k != "device"})
+    members = [
+        Member(torch.from_numpy(x[f.train_idx]), torch.from_numpy(y[f.train_idx]), fold_seeds(0, i))
+        for i, f in enumerate(FOLDS[:3])
+    ]
+    factory = partial(build_model, "eegnet", n_classes=3, n_channels=8, n_samples=64)
+    for trained in train_models(factory, members, replace(settings, folds_per_group=3)):
+        model = trained.model
+        assert model.spatial.weight.flatten(1).norm(dim=1).max() <= 1 + 1e-6
+        assert model.classifier.weight.norm(dim=1).max() <= 0.25 + 1e-6
+        assert trained.info["folds_in_group"] == 3
+
+
+def test_dropout_masks_have_the_dropout_distribution():
+    """Masks keep with probability 1 - p and scale kept values by 1 / (1 - p); channel
+    dropout drops whole channels; attention dropout inside nn.MultiheadAttention is
+    reported as not controlled."""
+    model = torch.nn.Sequential(torch.nn.Dropout(0.3), torch.nn.Dropout2d(0.5)).train()
+    x = torch.ones(64, 8, 5, 5)
+    recorder = DropoutMasks()
+    with recorder:
+        model(x)
+    calls = recorder.calls
+    assert [(c.kind, c.shape, c.p) for c in calls] == [
+        ("elementwise", (64, 8, 5, 5), 0.3),
+        ("channel", (64, 8, 1, 1), 0.5),
+    ]
+    first, second = draw_masks(calls, torch.Generator().manual_seed(0), "cpu")
+    np.testing.assert_allclose(first.unique().numpy(), [0.0, 1 / 0.7], rtol=1e-6)
+    assert abs((first == 0).float().mean().item() - 0.3) < 0.01  # 12,800 draws: SE 0.004
+    with DropoutMasks([first, second]):
+        out = model(x)
+    torch.testing.assert_close(out, first * second)
+    attention = torch.nn.MultiheadAttention(8, 2, dropout=0.1, batch_first=True).train()
+    recorder = DropoutMasks()
+    with recorder:
+        tokens = torch.ones(4, 5, 8)
+        attention(tokens, tokens, tokens, need_weights=False)
+    assert recorder.uncontrolled == ["multi_head_attention_forward"]
 
 
 @pytest.mark.parametrize("name", ["ststnet", "physio_mlp"])
@@ -159,21 +297,24 @@ def test_same_seed_same_predictions(name):
     assert not np.allclose(a[probs].to_numpy(), c[probs].to_numpy())
 
 
-@pytest.mark.parametrize("engine", ["multifold", "sequential"])
-def test_test_samples_never_influence_training(engine):
+@pytest.mark.parametrize("folds_per_group", [1, 2])
+def test_test_samples_never_influence_training(folds_per_group):
     """Changing the other test samples of a fold (values and labels) leaves the
     prediction of one test sample unchanged: no normalisation, batch statistic or
-    early-stopping decision sees the test fold."""
+    early-stopping decision sees the test fold, also when it shares a stacked group with
+    a fold that trains on those samples."""
     x, y, g = DATA["face"].copy(), DATA["y"].copy(), DATA["groups"]
     fold = FOLDS[0]
-    kw = {"epochs": 3, "batch_size": 16, "engine": engine, "early_stopping": True, "patience": 2}
-    before = run_folds("ststnet", x, y, g, [fold], **kw)
+    kw = {"epochs": 3, "batch_size": 16, "early_stopping": True, "patience": 2}
+    kw["folds_per_group"] = folds_per_group
+    before = run_folds("ststnet", x, y, g, FOLDS[:2], **kw)
     others = fold.test_idx[1:]
     x[others] = x[others] * 50 + 9
     y[others] = (y[others] + 1) % 3
-    after = run_folds("ststnet", x, y, g, [fold], **kw)
+    after = run_folds("ststnet", x, y, g, FOLDS[:2], **kw)
     probs = [c for c in before if c.startswith("prob_")]
     np.testing.assert_allclose(before[probs].iloc[0], after[probs].iloc[0], atol=1e-6)
+    assert before.attrs["folds"][0]["folds_in_group"] == folds_per_group
     info = before.attrs["folds"][0]
     assert info["n_validation"] > 0
     assert info["n_fit"] + info["n_validation"] == fold.train_idx.size
@@ -198,55 +339,31 @@ def test_missing_inputs_are_predicted_not_dropped():
     assert len(fused) == FOLDS[0].test_idx.size and not fused.missing_input.any()
 
 
-def test_shared_batches_reproduce_plain_loop_batches():
-    rng = np.random.default_rng(0)
-    n, batch = 200, 16
-    member = rng.random((3, n)) < np.array([[0.9], [0.6], [0.95]])
-    order = epoch_permutation(0, 0, n)
-    rows = member[:, order]
-    seen = [[] for _ in range(3)]
-    for lo, hi, mask in shared_batches(rows, batch):
-        for f in range(3):
-            seen[f].append(order[lo:hi][mask[:, f]])
-    for f in range(3):
-        expected = order[rows[f]]  # fold f's training samples in the shared order
-        batches = [b for b in seen[f] if b.size]
-        sizes = [b.size for b in batches]
-        assert np.array_equal(np.concatenate(batches), expected)
-        n_f = expected.size
-        if n_f % batch == 1:
-            assert sizes == [batch] * (n_f // batch - 1) + [batch + 1]
-        else:
-            assert sizes == [batch] * (n_f // batch) + ([n_f % batch] if n_f % batch else [])
-
-
-def test_stacked_adam_equals_separate_torch_adams():
-    torch.manual_seed(0)
-    init = torch.randn(3, 4, 5)
-    stacked = torch.nn.Parameter(init.clone())
-    separate = [torch.nn.Parameter(init[f].clone()) for f in range(3)]
-    ours = _StackedAdam([stacked], 3, lr=0.01, weight_decay=0.1)
-    theirs = [torch.optim.Adam([p], lr=0.01, weight_decay=0.1) for p in separate]
-    for step in range(6):
-        grads = torch.randn(3, 4, 5)
-        active = torch.tensor([True, step % 2 == 0, step != 3])
-        stacked.grad = grads.clone()
-        ours.step(active)
-        for f in range(3):
-            if active[f]:
-                separate[f].grad = grads[f].clone()
-                theirs[f].step()
-    for f in range(3):
-        torch.testing.assert_close(stacked.data[f], separate[f].data)
+def test_batches_of_a_shuffled_loop():
+    """Consecutive batches of the permutation; a final single sample joins the previous
+    batch (BatchNorm needs two); every sample once per epoch; same seed, same order."""
+    for n, batch in [(33, 16), (32, 16), (17, 16), (5, 16), (1, 16)]:
+        sizes = [len(b) for b in batches(np.arange(n), batch)]
+        assert sum(sizes) == n and len(sizes) == steps_per_epoch(n, batch)
+        assert min(sizes) >= min(2, n) and max(sizes) <= batch + 1
+    assert [len(b) for b in batches(np.arange(33), 16)] == [16, 17]
+    a = [np.concatenate(e) for e in batch_order(4, 50, 8, 3)]
+    b = [np.concatenate(e) for e in batch_order(4, 50, 8, 3)]
+    assert all(np.array_equal(np.sort(e), np.arange(50)) for e in a)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], a[1])
 
 
 def test_bad_inputs_raise_config_errors():
     with pytest.raises(ConfigError, match="samples"):
         run_folds("physio_mlp", DATA["physio"][:10], DATA["y"], DATA["groups"], FOLDS)
-    with pytest.raises(ConfigError, match="multi-fold engine"):
-        run_folds(
-            "physio_mlp", DATA["physio"], DATA["y"], DATA["groups"], FOLDS, engine="multifold"
-        )
+    with pytest.raises(ConfigError, match="folds_per_group"):
+        run_folds("physio_mlp", DATA["physio"], DATA["y"], DATA["groups"], FOLDS, folds_per_group=0)
+    with pytest.raises(ConfigError, match="unknown device"):
+        fit_predict("physio_mlp", DATA["physio"], DATA["y"], DATA["physio"], device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            fit_predict("physio_mlp", DATA["physio"], DATA["y"], DATA["physio"], device="cuda")
     with pytest.raises(ConfigError, match="early stopping needs"):
         fit_predict("physio_mlp", DATA["physio"], DATA["y"], DATA["physio"], early_stopping=True)
 

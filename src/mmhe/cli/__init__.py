@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from mmhe import __version__
+from mmhe.cli._errors import OneLineErrorGroup
 
 app = typer.Typer(
     name="mmhe",
@@ -15,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorGroup,  # a usage error is one line, not a box
 )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from mmhe.errors import ConfigError, InputFileError, MMHEError
 
@@ -28,6 +29,9 @@ _CLICK_ERRORS = tuple(
     {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
     | {click.exceptions.ClickException}
 )
+
+
+_ABORTS = (typer.Abort, click.exceptions.Abort)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -104,3 +108,37 @@ def run_with_clean_errors(app: typer.Typer) -> None:
         if os.environ.get("MMHE_DEBUG"):
             raise
         sys.exit(say(exc))
+
+
+class OneLineErrorGroup(TyperGroup):
+    """The root command group: usage errors (bad option values, unknown options, missing
+    arguments) print one line naming the option and pointing to ``--help``, instead of
+    Typer's multi-line box; exit code 2 as click gives them."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_ERRORS as exc:
+            context = getattr(exc, "ctx", None)
+            where = f" (`{context.command_path} --help` lists the options)" if context else ""
+            message = exc.format_message().strip()
+            if not message:  # no arguments: the help was printed, nothing to add
+                sys.exit(getattr(exc, "exit_code", USAGE))
+            text = " ".join(f"{message}{where}".split())
+            Console(stderr=True, soft_wrap=True).print(
+                f"[bold red]error:[/] {text}", highlight=False
+            )
+            sys.exit(getattr(exc, "exit_code", USAGE))
+        except _ABORTS:
+            Console(stderr=True).print("aborted")
+            sys.exit(DATA)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -133,6 +133,7 @@ def benchmark_command(
     from mmhe.cli._options import at_least, choice, choices, output_folder
     from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.errors import ConfigError
+    from mmhe.evaluation.device import resolve_device
     from mmhe.evaluation.runner import BenchmarkConfig, _one_line, run_benchmark
     from mmhe.models import list_models
     from mmhe.store import MMHEStore
@@ -141,6 +142,7 @@ def benchmark_command(
         at_least(epochs, 1, "--epochs")
     at_least(workers, 1, "--workers")
     chosen = scheduler_value(scheduler)
+    resolve_device(device)  # an unknown or missing device fails before anything is written
     if control is not None:
         choice(control, ("none", "shuffled"), "--control")
 

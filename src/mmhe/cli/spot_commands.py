@@ -90,6 +90,12 @@ def spot_command(
             f"[yellow]{summary['expressions_not_placed']} coded expressions could not be placed "
             f"in a video: see {out / 'issues.csv'}[/]"
         )
+    on_box = summary["frame_scores"].get("videos_on_box_regions", 0)
+    if summary["frame_scores"].get("regions") == "landmarks" and on_box:
+        console.print(
+            f"[yellow]{on_box} of {summary['videos']} videos had no face landmarks on their "
+            "first frames: their regions follow the face-box layout instead[/]"
+        )
     if export_coding is not None:
         mapping = pseudonyms or opened.path.parent.with_name(
             opened.path.parent.name + ".pseudonyms.csv"

@@ -1,6 +1,7 @@
 """Evaluation: protocols (`splits`), metrics (`metrics`), intervals (`intervals`), the
-leakage audit (`audit`), the training engine (`training`) and the benchmark runner
-(`runner`, with its tables in `results` and fold provenance in `provenance`).
+leakage audit (`audit`), training (`training` for one fold, `folds` for a protocol,
+with the stacked engine in `engine` and the device choice in `device`) and the benchmark
+runner (`runner`, with its tables in `results` and fold provenance in `provenance`).
 
 >>> from mmhe.evaluation import loso, run_folds, pooled_scores
 >>> folds = list(loso(groups))                                  # doctest: +SKIP
@@ -9,6 +10,9 @@ leakage audit (`audit`), the training engine (`training`) and the benchmark runn
 """
 
 from mmhe.evaluation.audit import audit_fits, near_duplicates
+from mmhe.evaluation.device import resolve_device
+from mmhe.evaluation.engine import Member, Trained, train_models
+from mmhe.evaluation.folds import run_folds
 from mmhe.evaluation.intervals import jackknife_interval, simulate_coverage
 from mmhe.evaluation.metrics import (
     METRICS,
@@ -20,6 +24,7 @@ from mmhe.evaluation.metrics import (
     pooled_scores,
     scores_from_confusion,
 )
+from mmhe.evaluation.settings import TrainSettings, fold_seeds, resolve_settings
 from mmhe.evaluation.splits import (
     Fold,
     LeakageError,
@@ -31,30 +36,21 @@ from mmhe.evaluation.splits import (
     subject_stimulus_kfold,
     trial_kfold,
 )
-from mmhe.evaluation.training import (
-    FitResult,
-    TrainSettings,
-    epoch_permutation,
-    fit_predict,
-    fold_seeds,
-    resolve_settings,
-    run_folds,
-    shared_batches,
-    tune_allocator,
-)
+from mmhe.evaluation.training import FitResult, fit_predict
 
 __all__ = [
     "METRICS",
     "FitResult",
     "Fold",
     "LeakageError",
+    "Member",
     "SubjectScores",
     "TrainSettings",
+    "Trained",
     "audit_fits",
     "audit_split",
     "bootstrap_ci",
     "confusion",
-    "epoch_permutation",
     "fit_predict",
     "fold_seeds",
     "group_kfold",
@@ -66,12 +62,12 @@ __all__ = [
     "paired_permutation_test",
     "per_subject_scores",
     "pooled_scores",
+    "resolve_device",
     "resolve_settings",
     "run_folds",
     "scores_from_confusion",
-    "shared_batches",
     "simulate_coverage",
     "subject_stimulus_kfold",
+    "train_models",
     "trial_kfold",
-    "tune_allocator",
 ]

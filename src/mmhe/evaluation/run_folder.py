@@ -50,15 +50,21 @@ PACKAGES = (
 )
 
 
-def environment() -> dict[str, Any]:
-    """Python, platform and the versions of the packages a result depends on."""
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Python, platform, the versions of the packages a result depends on and, when
+    given, the device torch models trained on."""
     packages = {}
     for name in PACKAGES:
         try:
             packages[name] = version(name)
         except PackageNotFoundError:
             packages[name] = "not installed"
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages}
+    found = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": packages,
+    }
+    return found if device is None else found | {"device": device}
 
 
 def write_results(
@@ -72,7 +78,7 @@ def write_results(
 ) -> pd.DataFrame:
     """Write every table of the run folder (module docstring); returns ``results``.
 
-    device : where torch models trained (recorded in config.json)."""
+    device : where torch models trained (recorded in config.json and environment.json)."""
     by_combo: dict[str, list[dict]] = {}
     for outcome in outcomes:
         spec: RunSpec = outcome["spec"]
@@ -177,7 +183,7 @@ def write_results(
             indent=2,
         )
     )
-    (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2))
+    (run_dir / "environment.json").write_text(json.dumps(environment(device), indent=2))
     results_frame.round(4).to_csv(run_dir / "results.csv", index=False)
     (run_dir / "results.md").write_text(results_markdown(config, results_frame, tests))
     return results_frame

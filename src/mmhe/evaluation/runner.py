@@ -346,7 +346,7 @@ def _run_combination(
     device: str = "cpu",
     recompute: bool = True,
 ) -> dict[str, Any]:
-    from mmhe.evaluation.training import run_folds
+    from mmhe.evaluation.folds import run_folds
 
     folder = run_dir / "folds" / spec.key()
     folder.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,12 @@ from mmhe.errors import ConfigError, InputFileError
 from mmhe.evaluation.spotter import FLOW_GRID, SpotRun, flow_spotter, run_loso
 from mmhe.evaluation.spotter_learned import LearnedSpotterConfig, learned_spotter
 from mmhe.evaluation.spotting import results_table, spotting_scores
-from mmhe.features.spotting import FlowSpotConfig, FrameScores, frame_scores
+from mmhe.features.spotting import FlowSpotConfig, FrameScores, frame_scores, video_landmarks
 from mmhe.parallel import run_tasks
 from mmhe.store.reader import MMHEStore
 from mmhe.store.videos import stored_videos
 
-SPOT_FORMAT = 1
+SPOT_FORMAT = 2  # 2: facial regions from landmarks by default
 """Bumped when cached frame scores change meaning."""
 
 
@@ -101,7 +101,8 @@ def _score_participant(
     n_frames = 0
     for trial in trials:
         video = store.video(subject_id, trial)
-        scores = frame_scores(video.frames, video.fps, config)
+        points = video_landmarks(video.frames) if config.regions == "landmarks" else None
+        scores = frame_scores(video.frames, video.fps, config, landmarks=points)
         n_frames += scores.n_frames
         for name, value in scores.to_arrays().items():
             arrays[f"{trial}/{name}"] = value
@@ -341,6 +342,11 @@ def spot_store(
         intervals, recognition = recognise_intervals(store, videos, truth, intervals, config, fps)
     results = results_table(scores)
     control = control_table(videos, truth, intervals)
+    on_box = (  # videos whose first frames gave no landmarks: face-box regions instead
+        sum(not load(v).meta.get("landmarks") for v in videos["video"])
+        if config.scores.regions == "landmarks"
+        else len(videos)
+    )
     _write_outputs(out, intervals, results, control, scores, truth, issues, run, recognition)
     summary = {
         "mmhe_version": __version__,
@@ -363,6 +369,8 @@ def spot_store(
             "cache": str(folder),
             "computed_participants": len(computed),
             "computed_frames": int(sum(c["n_frames"] for c in computed)),
+            "regions": config.scores.regions,
+            "videos_on_box_regions": on_box,
             "seconds": round(scores_seconds, 2),
         },
         "seconds": round(time.perf_counter() - started, 2),

@@ -55,7 +55,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -102,6 +102,8 @@ class FlowSpotConfig(BaseModel):
     window : largest Lucas-Kanade window, in pixels of a 128-px crop (scaled to the crop).
     pyramid : pyramid levels above the full resolution.
     smooth : moving average of the detection scores, in blocks.
+    regions : "landmarks" (68 points fitted on the video's first frames, `video_landmarks`;
+        the face-box layout when no face is found there) or "box" (the face-box layout).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,6 +115,7 @@ class FlowSpotConfig(BaseModel):
     pyramid: int = Field(1, ge=0, le=5)
     min_eigen: float = Field(1e-4, gt=0)
     smooth: int = Field(3, ge=1)
+    regions: Literal["landmarks", "box"] = "landmarks"
 
     def model_post_init(self, __context: Any) -> None:
         if list(self.lags_s) != sorted(self.lags_s) or not self.lags_s or min(self.lags_s) <= 0:
@@ -408,6 +411,7 @@ class FrameScores:
             "motion": self.motion.astype(np.float32),
             "head": self.head.astype(np.float32),
             "n_frames": np.array(self.n_frames),
+            "landmarks": np.array(bool(self.meta.get("landmarks", False))),
         }
 
     @classmethod
@@ -422,6 +426,7 @@ class FrameScores:
             motion=np.asarray(arrays["motion"], dtype=np.float64),
             head=np.asarray(arrays["head"], dtype=np.float64),
             n_frames=int(arrays["n_frames"]),
+            meta={"landmarks": bool(arrays["landmarks"]) if "landmarks" in arrays else False},
         )
 
 
@@ -431,6 +436,25 @@ def _blocks(video: Any, stride: int, chunk_frames: int) -> Iterator[np.ndarray]:
     n = (int(video.shape[0]) // stride) * stride
     for start in range(0, n, step):
         yield from block_average(np.asarray(video[start : min(start + step, n)]), stride)
+
+
+def video_landmarks(video: Any, n_frames: int = 15) -> np.ndarray | None:
+    """68 landmarks (iBUG order, crop pixels) of a face video, fitted on the median of its
+    first `n_frames` frames (noise averaged out); None when no plausible face is found.
+
+    video : (n, S, S) uint8 grey crops (NumPy or Zarr). Returns (68, 2) float64 or None.
+    """
+    from mmhe.features.face import FaceNotFoundError
+    from mmhe.features.landmarks import face_landmarks
+
+    first = np.asarray(video[: max(1, min(n_frames, int(video.shape[0])))])
+    if first.size == 0:
+        return None
+    reference = np.median(first, axis=0).astype(np.uint8)
+    try:
+        return face_landmarks(reference)
+    except FaceNotFoundError:
+        return None
 
 
 def frame_scores(

@@ -55,7 +55,7 @@ from mmhe.models.fusion import (
     focal_loss,
 )
 from mmhe.models.physio import PhysioMLP
-from mmhe.models.visual import RCNA, FeatRef, MMHENet, MultiFoldSTSTNet, OffApexNet, STSTNet
+from mmhe.models.visual import RCNA, FeatRef, MMHENet, OffApexNet, STSTNet
 
 __all__ = [
     "EEGTCN",
@@ -69,7 +69,6 @@ __all__ = [
     "MMHENet",
     "MajorityBaseline",
     "ModelSpec",
-    "MultiFoldSTSTNet",
     "OffApexNet",
     "PhysioMLP",
     "STSTNet",

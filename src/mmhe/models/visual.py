@@ -15,9 +15,6 @@ Every model takes the stacked flow image of the onset -> apex motion, shape
   composite-database micro-expression recognition", IEEE TIP 29, 2020 (RCN-A).
 - `FeatRef`: Zhou et al., "Feature refinement: an expression-specific feature learning
   and fusion method for micro-expression recognition", Pattern Recognition 122, 2022.
-- `MultiFoldSTSTNet`: F independent STSTNets (one per cross-validation fold) trained in
-  one pass over shared input rows; used by `mmhe.evaluation.training` for speed. Same
-  mathematics as F separate `STSTNet` modules (tested to float precision).
 """
 
 from __future__ import annotations
@@ -26,14 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmhe.models.ststnet import MultiFoldSTSTNet, STSTNet
+from mmhe.models.ststnet import STSTNet
 
 __all__ = [
     "FLOW_CHANNELS",
     "RCNA",
     "FeatRef",
     "MMHENet",
-    "MultiFoldSTSTNet",
     "OffApexNet",
     "STSTNet",
 ]
