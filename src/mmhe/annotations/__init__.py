@@ -26,31 +26,32 @@ __all__ = [
     "write_coding_sheet",
 ]
 
-# Inter-coder agreement and consensus (issue 5): imported on first use, so reading a
-# coding file (ingest, validate) does not pay for SciPy's optimiser.
-_LAZY = {
-    "AgreementReport": "agreement",
-    "agreement": "agreement",
-    "au_reliability": "agreement",
-    "cohen_kappa": "agreement",
-    "confusion_matrix": "agreement",
-    "fleiss_category_kappa": "agreement",
-    "fleiss_kappa": "agreement",
-    "interval_iou": "agreement",
-    "match_events": "agreement",
-    "write_agreement": "agreement",
-    "build_consensus": "consensus",
-    "cluster_events": "consensus",
-}
-__all__ += sorted(_LAZY)
+# Inter-coder agreement and consensus (issue 5).
+from mmhe.annotations.agreement import (
+    AgreementReport,
+    agreement,
+    au_reliability,
+    cohen_kappa,
+    confusion_matrix,
+    fleiss_category_kappa,
+    fleiss_kappa,
+    interval_iou,
+    match_events,
+    write_agreement,
+)
+from mmhe.annotations.consensus import build_consensus, cluster_events
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module = importlib.import_module(f"mmhe.annotations.{_LAZY[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mmhe.annotations' has no attribute {name!r}")
+__all__ += [
+    "AgreementReport",
+    "agreement",
+    "au_reliability",
+    "build_consensus",
+    "cluster_events",
+    "cohen_kappa",
+    "confusion_matrix",
+    "fleiss_category_kappa",
+    "fleiss_kappa",
+    "interval_iou",
+    "match_events",
+    "write_agreement",
+]
