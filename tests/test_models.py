@@ -226,3 +226,34 @@ def test_late_fusion_averages_present_modalities():
     present = np.array([[True, True], [True, False], [False, False]])
     out = fusion.combine(probs, present, prior=np.array([0.5, 0.25, 0.25]))
     np.testing.assert_allclose(out, [[0.5, 0.5, 0], [0.2, 0.8, 0], [0.5, 0.25, 0.25]])
+
+
+@pytest.mark.parametrize("n_windows", [1, 3, 8, 21])
+def test_eeg_tcn_evaluates_blocks_only_where_needed_with_equal_outputs(n_windows):
+    """The pruned forward (blocks only where the last window's receptive field reaches
+    data) gives the full evaluation's logits and gradients (float64: rounding only)."""
+    torch.manual_seed(n_windows)
+    model = EEGTCN(n_features=12, hidden=16, depth=6, dropout=0.0).double()
+    x = torch.randn(5, n_windows, 12, dtype=torch.float64)
+    pruned, full = model(x), model.full_forward(x)
+    torch.testing.assert_close(pruned, full, rtol=0, atol=1e-12)
+    grads = []
+    for forward in (model.forward, model.full_forward):
+        model.zero_grad()
+        forward(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    model32 = EEGTCN(n_features=12, hidden=16).eval()
+    x32 = x.float()
+    torch.testing.assert_close(model32(x32), model32.full_forward(x32), rtol=1e-5, atol=1e-6)
+
+
+def test_eeg_tcn_plan_skips_dead_blocks():
+    from mmhe.models.eeg import plan_blocks
+
+    plans = plan_blocks(8, [1, 2, 4, 8, 16, 32], 3)
+    assert [p.outputs for p in plans] == [(1, 3, 5, 7), (3, 7), (7,), (7,), (7,), (7,)]
+    assert plans[0].inputs == tuple(range(8)) and plans[0].conv1_taps is None
+    # the full model evaluates 6 blocks x 8 windows; the plan 4 + 2 + 1 + 1 + 1 + 1
+    assert sum(len(p.outputs) for p in plans) == 10

@@ -334,8 +334,20 @@ def test_bad_option_values_get_one_line_and_exit_2(
     assert not (tmp_path / "r" / "config.json").exists()
 
 
-def test_scheduler_local_means_a_local_cluster_everywhere():
+def test_scheduler_local_means_a_local_cluster_everywhere(monkeypatch):
+    from mmhe import parallel
     from mmhe.cli._options import scheduler
 
-    assert scheduler("local") is None and scheduler(None) is None
+    assert scheduler("local") == "local" and scheduler(None) is None
+    assert scheduler("auto") is None
+    assert parallel.choose_scheduler("local", 1) is None  # None = a new local cluster
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    assert parallel.choose_scheduler(None, 10) == "sync"  # 2 cores: in this process
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
+    assert parallel.choose_scheduler("auto", 10) is None
+    assert parallel.choose_scheduler(None, 1) == "sync"  # one task: no cluster
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    assert parallel.choose_scheduler(None, 40, min_cores=2) is None  # training folds
+    assert parallel.choose_scheduler(None, 3, min_cores=2) == "sync"  # < 2 per worker
+    assert parallel.choose_scheduler("tcp://h:8786", 1) == "tcp://h:8786"
     assert scheduler("sync") == "sync" and scheduler("tcp://10.0.0.1:8786") == "tcp://10.0.0.1:8786"

@@ -1,9 +1,30 @@
 """Run independent tasks through Dask: a local cluster, an existing one, or in-process.
 
-scheduler : None (or ``"local"``) starts a `distributed.LocalCluster` (processes, one
-thread each, dashboard off, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address)
-connects to an existing scheduler; ``"sync"`` runs the tasks one after another in this
-process (debugging, tests, tiny jobs).
+scheduler : None or ``"auto"`` chooses (`choose_scheduler`): a local cluster only where
+it was measured to pay; ``"local"`` starts a `distributed.LocalCluster` (processes, one
+thread each, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address) connects to an
+existing scheduler; ``"sync"`` runs the tasks one after another in this process.
+
+Measured on the demo preset (10 participants) on a 2-core machine shared with other jobs,
+local cluster of 2 workers against this process, runs alternated:
+
+- ingest and features (short tasks, much I/O, heavy imports): the cluster used 1.35x
+  (ingest) and 1.5x (features) the CPU seconds and was no faster in wall time (ingest
+  35.7 / 23.8 s against 24.5 / 29.8 s; features 61.3 / 48.0 s against 44.5 / 39.8 s): two
+  workers plus the scheduler, the nannies and this process share two cores, every worker
+  imports MNE, NeuroKit2, OpenCV, dlib and torch again (spawned processes) and results
+  travel by pickling. So "auto" runs them here below `LOCAL_CLUSTER_MIN_CORES` cores.
+  On the same machine left idle the cluster wins (features 24.1 s against 32.2 s, ingest
+  15.8 s against 19.2 s): pass ``"local"`` on a 2-core machine of your own.
+- training folds (the benchmark; minutes of CPU per task, little data): on a quiet
+  machine the cluster took 132 s against 241 s in this process (3 seeds), so "auto"
+  uses it from 2 cores (``min_cores=2`` in `mmhe.evaluation.runner.run_benchmark`).
+
+The system time of workers (x2.5 ingest, x12.7 features before) was Dask's
+``MALLOC_TRIM_THRESHOLD_`` freezing glibc's mmap threshold at 128 KiB: every array above
+it became a fresh ``mmap`` whose pages fault in again. `WORKER_ENVIRON` undoes it (the
+features' worker system time fell from 38-42 s to 8-9 s). BLAS/OpenMP threads are not
+the cause: Dask already starts workers with ``OMP_NUM_THREADS=1``.
 """
 
 from __future__ import annotations
@@ -14,6 +35,11 @@ from contextlib import contextmanager
 from typing import Any
 
 Task = tuple  # (function, *arguments)
+
+LOCAL_CLUSTER_MIN_CORES = 4
+"""Cores below which ``scheduler="auto"`` runs ingest and features in this process."""
+TRAINING_CLUSTER_MIN_CORES = 2
+"""Cores from which ``scheduler="auto"`` trains folds on a local cluster."""
 
 WORKER_ENVIRON = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
@@ -45,9 +71,9 @@ def run_tasks(
     The first task that raises stops the run and re-raises its exception here.
     """
     progress = progress or (lambda result: None)
-    scheduler = None if scheduler == "local" else scheduler
     if not tasks:
         return []
+    scheduler = choose_scheduler(scheduler, len(tasks), n_workers)
     if scheduler == "sync":
         results = []
         for function, *arguments in tasks:
@@ -65,6 +91,37 @@ def run_tasks(
             results.append(future.result())
             progress(results[-1])
         return results
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose_scheduler(
+    scheduler: str | None,
+    n_tasks: int,
+    n_workers: int = 2,
+    min_cores: int = LOCAL_CLUSTER_MIN_CORES,
+) -> str | None:
+    """The scheduler a run of ``n_tasks`` tasks uses: "sync", None (a new local cluster)
+    or an address.
+
+    None / "auto": "sync" when fewer than ``min_cores`` cores are usable, when there are
+    fewer tasks than two per worker or a single worker, else a local cluster (see the
+    module doc for the measurements behind ``min_cores``); "local": a local cluster;
+    "sync" and addresses are kept.
+    """
+    if scheduler in (None, "auto"):
+        if n_workers < 2 or n_tasks < 2 * n_workers or usable_cores() < min_cores:
+            return "sync"
+        return None
+    if scheduler == "local":
+        return None
+    return scheduler
 
 
 @contextmanager

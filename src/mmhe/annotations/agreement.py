@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from mmhe.annotations.coding_file import (
     CAMERA_FPS,
@@ -247,6 +246,8 @@ def _match_pair(
     a: pd.DataFrame, b: pd.DataFrame, threshold: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Matches (event_a, event_b, iou) and each event's best overlap with the other coder."""
+    from scipy.optimize import linear_sum_assignment  # here, not at import: CLI start-up
+
     matches: list[tuple[int, int, float]] = []
     best: list[tuple[int, int, float]] = []
     groups_b = dict(tuple(b.groupby(["subject_id", "marker"], sort=False)))

@@ -42,14 +42,16 @@ def at_least(value: float | int | None, low: float, option: str) -> None:
 
 
 def scheduler(value: str | None) -> str | None:
-    """``local`` (or nothing) -> None (a local Dask cluster, dashboard off); ``sync``; or a
-    scheduler address ``tcp://host:port``."""
-    if value is None or value == "local":
+    """``auto`` (or nothing) -> None (`mmhe.parallel.choose_scheduler` decides); ``local``
+    (a local Dask cluster, dashboard off); ``sync``; or a scheduler address
+    ``tcp://host:port``."""
+    if value is None or value == "auto":
         return None
-    if value == "sync" or "://" in value or ":" in value:
+    if value in ("local", "sync") or "://" in value or ":" in value:
         return value
     raise typer.BadParameter(
-        f"{value!r} is neither 'local', 'sync' nor a scheduler address such as tcp://host:8786",
+        f"{value!r} is neither 'auto', 'local', 'sync' nor a scheduler address such as "
+        "tcp://host:8786",
         param_hint="--scheduler",
     )
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmhe.annotations.agreement import AgreementReport, agreement
 from mmhe.cli._console import make_console
 from mmhe.cli.annotation_commands import _me_rule, annotations_app
+
+if TYPE_CHECKING:  # the agreement module (SciPy's optimiser) loads when the command runs
+    from mmhe.annotations.agreement import AgreementReport
 
 
 def _cell(value: object) -> str:
@@ -198,6 +201,8 @@ def agree(
     Prints detection, timing, AU and label agreement as tables.
     --out writes every table (CSV), consensus.xlsx and agreement.html/.json.
     """
+    from mmhe.annotations.agreement import agreement
+
     report = agreement(
         files,
         iou=iou,

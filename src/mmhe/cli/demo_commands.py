@@ -18,8 +18,9 @@ def demo_command(
     seed: int = typer.Option(0, help="Seed of the synthetic data and of training."),
     seeds: int = typer.Option(3, min=1, help="Training seeds per model."),
     scheduler: str | None = typer.Option(
-        "local",
-        help="'local' (a local Dask cluster, 2 workers), 'sync' (this process) or an address.",
+        "auto",
+        help="'auto' (this process below 4 cores, else a local Dask cluster of 2 workers), "
+        "'local', 'sync' (this process) or an address.",
     ),
 ) -> None:
     """Synthesise -> validate -> ingest -> features -> benchmark -> stats -> report."""

@@ -19,8 +19,16 @@ def features_command(
         "all", help="face, eeg, physio, eeg_raw (raw windows for EEGNet) or all (the first three)."
     ),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
+    quality: str = typer.Option(
+        "correlation",
+        "--cardiac-quality",
+        help="ECG/PPG quality: correlation (one matrix product) or templatematch "
+        "(NeuroKit2's, about a third of the physiology time).",
+    ),
     scheduler: str | None = typer.Option(
-        None, help="'local' (default: a local Dask cluster), 'sync' or a scheduler address."
+        None,
+        help="'auto' (default: this process below 4 cores, else a local Dask cluster), "
+        "'local', 'sync' or a scheduler address.",
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),
     wait: float = typer.Option(
@@ -40,6 +48,7 @@ def features_command(
         MODALITIES,
         FaceFeatureConfig,
         FeatureConfig,
+        PhysioFeatureConfig,
         compute_features,
         feature_issues,
         load_features,
@@ -53,10 +62,13 @@ def features_command(
         else choices(modality.split(","), ALL_MODALITIES, "--modality")
     )
     choice(flow, ("tvl1", "dis", "farneback"), "--flow")
+    choice(quality, ("correlation", "templatematch"), "--cardiac-quality")
     at_least(workers, 1, "--workers")
     at_least(wait, 0, "--wait")
     chosen = scheduler_value(scheduler)
-    config = FeatureConfig(face=FaceFeatureConfig(method=flow))
+    config = FeatureConfig(
+        face=FaceFeatureConfig(method=flow), physio=PhysioFeatureConfig(quality=quality)
+    )
     console = make_console()
     n = len(MMHEStore(store).participant_ids()) * len(modalities)
     with Progress(

@@ -29,7 +29,9 @@ def spot_command(
         "if it exists; without it the sheet names pseudonyms).",
     ),
     scheduler: str | None = typer.Option(
-        None, help="Dask scheduler address, or 'sync' for this process (default: local cluster)."
+        None,
+        help="'auto' (default: this process below 4 cores, else a local cluster), 'local', "
+        "'sync' or an address.",
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),
     seed: int = typer.Option(0, help="Seed of the learned spotter and the recogniser."),

@@ -22,8 +22,8 @@ from mmhe.cli._console import make_console
 from mmhe.store.problems import localise
 
 SCHEDULER_HELP = (
-    "'local' (default: a local Dask cluster, dashboard off), 'sync' (this process) or a "
-    "scheduler address tcp://HOST:PORT."
+    "'auto' (default: this process below 4 cores, else a local Dask cluster), 'local', "
+    "'sync' (this process) or a scheduler address tcp://HOST:PORT."
 )
 
 
@@ -54,6 +54,10 @@ def ingest_command(
         help="Also store every frame of every trial as SIZE x SIZE grey face crops "
         "(whole-trial videos for `mmhe spot`; e.g. 128).",
     ),
+    compression: str = typer.Option(
+        "fast",
+        help="Array compression: fast (LZ4, default), small (Zstd, smallest frames) or none.",
+    ),
 ) -> None:
     """Turn a raw tree into an analysis-ready store: trials, expression windows, face frames.
 
@@ -66,6 +70,9 @@ def ingest_command(
 
     at_least(workers, 1, "--workers")
     at_least(wait, 0, "--wait")
+    from mmhe.cli._options import choice
+
+    choice(compression, ("fast", "small", "none"), "--compression")
     config = config_from(
         IngestConfig,
         {
@@ -79,6 +86,7 @@ def ingest_command(
         frame_size=frame_size,
         frame_color="grey" if grey else "rgb",
         video_size=video_size,
+        compression=compression,
     )
     chosen = scheduler_value(scheduler)
     found = discover(raw, layout, prefer=prefer)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import warnings
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mmhe.errors import ConfigError
+
+T = TypeVar("T")
 
 MIN_DURATION_S: dict[str, float] = {
     "ecg": 4.0,
@@ -116,3 +122,49 @@ def quietly(function: Callable[..., object], *args: object, **kwargs: object) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return function(*args, **kwargs)
+
+
+# ----------------------------------------------------------------- shared steps
+
+_SHARED: ContextVar[dict | None] = ContextVar("mmhe_physio_shared_steps", default=None)
+
+
+@contextmanager
+def shared_steps() -> Iterator[None]:
+    """Within this block, a NeuroKit2 step run twice on the same samples runs once.
+
+    A trial's features (`physio_features`) and its event series (`trial_series`) both
+    need its beats, breaths and SCRs; `mmhe.features.batch` computes both inside one
+    block, so each step runs once per trial. Results are keyed by the step, its
+    arguments and a BLAKE2b digest of the samples' bytes, so equal inputs give the very
+    same outputs (the steps are deterministic); nothing is kept after the block.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def reused(function: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a step ``function(x: 1-D float64 array, *arguments)`` so that inside a
+    `shared_steps` block its result for the same samples and arguments is reused."""
+
+    @functools.wraps(function)
+    def step(x: NDArray[np.float64], *arguments: Any) -> T:
+        memo = _SHARED.get()
+        if memo is None:
+            return function(x, *arguments)
+        x = np.ascontiguousarray(x)
+        key = (
+            function.__qualname__,
+            arguments,
+            x.dtype.str,
+            x.shape,
+            hashlib.blake2b(x.data, digest_size=16).digest(),
+        )
+        if key not in memo:
+            memo[key] = function(x, *arguments)
+        return memo[key]
+
+    return step

@@ -64,9 +64,10 @@ ID_COLUMNS = (
 """Identifier and label columns of every per-expression feature table."""
 NON_FEATURE_COLUMNS = {*ID_COLUMNS, "code", "ok", "n_windows", "category"}
 """Columns of the feature tables that are not features."""
-FEATURE_FORMAT = 2
+FEATURE_FORMAT = 3
 """Bumped when a modality's values change for unchanged parameters (2: physiology with
-artefact-corrected beats, masked data, trial HRV and event-related features)."""
+artefact-corrected beats, masked data, trial HRV and event-related features; 3: EEG
+filtered once per continuous session, no padding artefacts at trial edges)."""
 
 
 class FaceFeatureConfig(BaseModel):
@@ -220,25 +221,51 @@ def _face(store, sid: str, expressions: pd.DataFrame, config: FaceFeatureConfig)
 
 
 def _filtered_trials(store, sid: str, config: EEGFeatureConfig):
-    """Yield (None, channel names), then (trial row, EEG channels x samples filtered)."""
-    import mne
+    """Yield (None, channel names), then (trial row, EEG channels x samples filtered) in
+    the trials table's order.
 
-    from mmhe.features.eeg import preprocess
+    The EEG is filtered once per continuous session (`mmhe.features.eeg_filter`: MNE's
+    notch and band-pass designs as one zero-phase pass, common average reference) and
+    cut into trials; a store without ``eeg_continuous`` filters each stored trial alone.
+    """
+    from mmhe.features.eeg_filter import filter_with_context, filtered_trials, session_kernel
 
     array = store.eeg(sid)
     names, types = list(array.attrs["channels"]), list(array.attrs["channel_types"])
+    excluded = {e.upper() for e in config.exclude}
     picks = [
         i
         for i, (n, t) in enumerate(zip(names, types, strict=True))
-        if t == "eeg" and n.upper() not in {e.upper() for e in config.exclude}
+        if t == "eeg" and n.upper() not in excluded
     ]
-    info = mne.create_info([names[i] for i in picks], float(array.attrs["sfreq"]), "eeg")
-    yield None, info.ch_names
-    for trial in store.trials(participant=sid).itertuples(index=False):
-        data = array[int(trial.trial_index), :, : int(trial.n_eeg_samples)][picks]
-        raw = mne.io.RawArray(data.astype(np.float64), info, verbose="error")
-        clean = preprocess(raw, l_freq=config.l_freq, h_freq=config.h_freq, notch=config.notch)
-        yield trial, clean.get_data()
+    yield None, [names[i] for i in picks]
+    sfreq = float(array.attrs["sfreq"])
+    kernel = session_kernel(sfreq, l_freq=config.l_freq, h_freq=config.h_freq, notch=config.notch)
+    trials = list(store.trials(participant=sid).itertuples(index=False))
+    group = store._group(sid)
+    if "eeg_continuous" in group and list(group["eeg_continuous"].attrs["channels"]) == names:
+        session = group["eeg_continuous"]
+        spans = [(int(t.eeg_start), int(t.eeg_start) + int(t.n_eeg_samples)) for t in trials]
+        done: dict[int, np.ndarray] = {}
+        wanted = 0
+        for position, data in filtered_trials(
+            lambda start, stop: session[:, start:stop][picks],
+            int(session.shape[1]),
+            spans,
+            kernel,
+            sfreq,
+        ):
+            done[position] = data
+            while wanted in done:
+                yield trials[wanted], done.pop(wanted)
+                wanted += 1
+        return
+    for trial in trials:
+        data = np.asarray(
+            array[int(trial.trial_index), :, : int(trial.n_eeg_samples)][picks], np.float64
+        )
+        clean = filter_with_context(data, kernel, 0, 0)
+        yield trial, clean - clean.mean(axis=0, keepdims=True)
 
 
 def _span(bounds) -> tuple[int, int]:
@@ -354,6 +381,7 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
     and HRV needs 10-60 s, so an expression's RSP_* and HRV columns are those of the trial
     (stimulus clip) it lies in. Trial flags become issues with sample ``trial:<index>``.
     """
+    from mmhe.features._physio_common import shared_steps
     from mmhe.features.physio import physio_features
     from mmhe.features.physio_events import event_features, trial_series
 
@@ -375,8 +403,9 @@ def _physio(store, sid: str, expressions: pd.DataFrame, config: PhysioFeatureCon
         segment = _physio_segment(
             array, trial.trial_index, 0, int(trial.n_physio_samples), channels
         )
-        result = physio_features(segment, sfreq, quality=config.quality)
-        series[int(trial.trial_index)] = trial_series(segment, sfreq)
+        with shared_steps():  # beats, breaths and SCRs found once for both
+            result = physio_features(segment, sfreq, quality=config.quality)
+            series[int(trial.trial_index)] = trial_series(segment, sfreq)
         trial_rows.append(
             {
                 "subject_id": sid,

@@ -43,6 +43,7 @@ from mmhe.features._physio_common import (
     nan_result,
     nk_rate,
     quietly,
+    reused,
     valid_part,
 )
 
@@ -101,6 +102,7 @@ def _check_kind(kind: str) -> None:
         raise ConfigError(f"kind={kind!r} is not 'ecg' or 'ppg'")
 
 
+@reused
 def detect_beats(x: NDArray[np.float64], sfreq: float, kind: str) -> Beats:
     """Cleaned signal, detected and artefact-corrected beats of a usable segment.
 

@@ -41,6 +41,7 @@ from mmhe.features._physio_common import (
     nan_result,
     nk_rate,
     quietly,
+    reused,
     valid_part,
 )
 from mmhe.features.cardiac import (
@@ -153,6 +154,7 @@ def eda_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
     return PhysioResult(features, flags)
 
 
+@reused
 def _eda_decomposition(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, dict]:
     """(tonic level, NeuroKit2's SCR info): the steps of ``eda_process(method="neurokit")`` whose
     outputs are used (clean, high-pass phasic split, SCR peaks with amplitude_min 0.1)."""
@@ -219,6 +221,7 @@ def rsp_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
     return PhysioResult(features, flags)
 
 
+@reused
 def _breaths(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
     """(inhalation peak indices, amplitude per sample): the steps of ``rsp_process``
     (Khodadad 2018) whose outputs are used: ``rsp_clean``, ``rsp_peaks`` (amplitude_min

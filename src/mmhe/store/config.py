@@ -28,6 +28,12 @@ class IngestConfig(BaseModel):
     video_size : side in pixels of the grey face crops of every frame of every trial
         stored for spotting (`mmhe.store.videos`; e.g. 128); None stores no whole-trial
         videos.
+    compression : how EEG, physiology and frame arrays are compressed: "fast" (default,
+        Blosc LZ4 + bit shuffle), "small" (Zstd, the smallest frames) or "none"
+        (`mmhe.store.zarr_arrays.array_compressors` gives the measured figures). It
+        changes how arrays are written, not what they hold, so it is not part of the
+        store version nor of a participant's provenance key: participants already
+        stored are kept as they were written.
     """
 
     model_config = ConfigDict(extra="forbid")  # a typo is refused, not ignored
@@ -39,14 +45,20 @@ class IngestConfig(BaseModel):
     include_rest: bool = True
     keep_continuous_eeg: bool = True
     video_size: int | None = Field(None, ge=16, le=1024)
+    compression: Literal["fast", "small", "none"] = "fast"
 
     def version(self) -> str:
         """``v-`` + the first 10 hex digits of a hash of the parameters and store format.
 
         ``video_size`` enters the hash only when set, so stores made before it existed
-        keep their version."""
-        exclude = {"video_size"} if self.video_size is None else set()
+        keep their version; ``compression`` never does (same content)."""
+        exclude = {"compression"} | ({"video_size"} if self.video_size is None else set())
         payload = json.dumps(
             {"format": STORE_FORMAT, **self.model_dump(exclude=exclude)}, sort_keys=True
         )
         return "v-" + hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def content_parameters(config: IngestConfig) -> dict:
+    """The parameters that decide what a stored participant holds (not ``compression``)."""
+    return config.model_dump(exclude={"compression"})

@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from mmhe.annotations.coding_file import TABLE_COLUMNS
 from mmhe.annotations.parsing import subject_key
 from mmhe.errors import ConfigError
 from mmhe.parallel import run_tasks
-from mmhe.store.config import STORE_FORMAT, IngestConfig
+from mmhe.store.config import STORE_FORMAT, IngestConfig, content_parameters
 from mmhe.store.layout import Discovery, Layout, ParticipantFiles, discover
 from mmhe.store.lock import StoreLock
 from mmhe.store.participant import file_digest, inspect_participant, write_participant
@@ -84,17 +85,28 @@ def _ingest_one(
     previous = None
     if (final / "summary.json").is_file():
         previous = json.loads((final / "summary.json").read_text())
-    inputs = input_fingerprints(
-        files.inputs(),
-        files.camera,
-        lambda p: redact(_relative(p, root)),
-        None if previous is None else previous.get("inputs"),
-    )
-    key = participant_key(subject_id, inputs, rows, config.model_dump(), STORE_FORMAT)
-    if previous is not None and previous.get("input_key") == key:
-        return previous
+
+    def fingerprints() -> list[dict[str, Any]]:
+        return input_fingerprints(
+            files.inputs(),
+            files.camera,
+            lambda p: redact(_relative(p, root)),
+            None if previous is None else previous.get("inputs"),
+        )
+
     started = time.perf_counter()
-    found = inspect_participant(files, subject_id, rows, config)
+    if previous is not None:  # the key decides whether anything is read at all
+        inputs = fingerprints()
+        key = participant_key(subject_id, inputs, rows, content_parameters(config), STORE_FORMAT)
+        if previous.get("input_key") == key:
+            return previous
+        found = inspect_participant(files, subject_id, rows, config)
+    else:  # hash the raw files in a thread while they are parsed (hashlib frees the GIL)
+        with ThreadPoolExecutor(1, thread_name_prefix="mmhe-digest") as pool:
+            hashing = pool.submit(fingerprints)
+            found = inspect_participant(files, subject_id, rows, config)
+            inputs = hashing.result()
+        key = participant_key(subject_id, inputs, rows, content_parameters(config), STORE_FORMAT)
     found.clean = lambda f: replace(
         f, message=redact(f.message), file=redact(_relative(f.file, root)) if f.file else ""
     )

@@ -20,7 +20,13 @@ from mmhe.labels import REST_MARKER, STIMULUS_MARKERS, stimulus_categories
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import ParticipantFiles
 from mmhe.store.problems import issue_frame
-from mmhe.store.zarr_arrays import consolidate, create_data_array, seconds, write_coordinate
+from mmhe.store.zarr_arrays import (
+    array_compressors,
+    consolidate,
+    create_data_array,
+    seconds,
+    write_coordinate,
+)
 
 
 @dataclass
@@ -427,12 +433,10 @@ def _camera_clock(found: Inspection, rows: pd.DataFrame, reason: str) -> Inspect
 
 
 def file_digest(path: Path) -> str:
-    """BLAKE2b of a file's bytes (streamed in 4 MB blocks)."""
-    digest = hashlib.blake2b(digest_size=16)
+    """BLAKE2b of a file's bytes, streamed through one reused buffer
+    (`hashlib.file_digest`)."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(4 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def folder_digest(folder: Path) -> tuple[int, str]:
@@ -504,9 +508,10 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
         pad_eeg = round(config.trial_padding_s * float(found.raw.info["sfreq"]))
         trials["eeg_start"] = (trials["eeg_start"] - pad_eeg).clip(lower=0)
         trials["eeg_stop"] = (trials["eeg_stop"] + pad_eeg).clip(upper=found.raw.n_times)
-        _write_eeg(group, found, trials)
+        signal = array_compressors("signal", config.compression)
+        _write_eeg(group, found, trials, signal)
         if config.keep_continuous_eeg:
-            _write_eeg_continuous(group, found)
+            _write_eeg_continuous(group, found, signal)
         if (
             found.physio is not None
             and "physio_start" in trials
@@ -525,7 +530,7 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
                 trials.loc[cut, "physio_stop"] = n
             trials["physio_start"] = (trials["physio_start"] - pad).clip(lower=0)
             trials["physio_stop"] = (trials["physio_stop"] + pad).clip(upper=n)
-            _write_physio(group, found, trials)
+            _write_physio(group, found, trials, array_compressors("signal", config.compression))
     expressions = found.expressions.copy()
     expressions.insert(0, "expression_id", [f"{sid}-r{int(r):05d}" for r in expressions["row"]])
     expressions["trial_index"] = pd.array([pd.NA] * len(expressions), dtype="Int64")
@@ -555,7 +560,13 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
                     found.files.camera,
                 )
                 continue
-            _write_frames(frames_group.create_group(row["expression_id"]), frames, first, found)
+            _write_frames(
+                frames_group.create_group(row["expression_id"]),
+                frames,
+                first,
+                found,
+                array_compressors("frames", config.compression),
+            )
             expressions.loc[i, "stored_frames"] = len(frames)
             expressions.loc[i, "frames_first"] = first
     if config.video_size and found.frames is not None and len(trials):
@@ -577,7 +588,7 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
     return counts
 
 
-def _write_frames(group, frames: np.ndarray, first: int, found: Inspection) -> None:
+def _write_frames(group, frames: np.ndarray, first: int, found: Inspection, compressors) -> None:
     """One expression's frames (n, H, W, C) as ``image`` with its frame and time axes."""
     image = create_data_array(
         group,
@@ -587,6 +598,8 @@ def _write_frames(group, frames: np.ndarray, first: int, found: Inspection) -> N
         chunks=(1, *frames.shape[1:]),
         dims=("frame", "y", "x", "color"),
         coordinates=("time",),
+        compressors=compressors,
+        shards=frames.shape,  # one file per expression, one chunk per frame inside it
     )
     image[...] = frames
     index = np.arange(first, first + len(frames), dtype=np.int64)
@@ -604,7 +617,7 @@ def _write_frames(group, frames: np.ndarray, first: int, found: Inspection) -> N
     write_coordinate(group, "color", colors, "color")
 
 
-def _write_eeg(group, found: Inspection, trials: pd.DataFrame) -> None:
+def _write_eeg(group, found: Inspection, trials: pd.DataFrame, compressors) -> None:
     raw = found.raw
     picks = [i for i, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
     lengths = (trials["eeg_stop"] - trials["eeg_start"]).astype(int).to_numpy()
@@ -618,6 +631,7 @@ def _write_eeg(group, found: Inspection, trials: pd.DataFrame) -> None:
         dims=("trial", "eeg_channel", "eeg_time"),
         coordinates=("marker", "category", "eeg_channel_type"),
         fill_value=math.nan,
+        compressors=compressors,
     )
     _trial_coordinates(group, trials)
     _eeg_channel_coordinates(group, raw, picks)
@@ -657,7 +671,7 @@ def _eeg_channel_coordinates(group, raw, picks: list[int]) -> None:
     write_coordinate(group, "eeg_channel_type", [kinds[i] for i in picks], "eeg_channel")
 
 
-def _write_eeg_continuous(group, found: Inspection) -> None:
+def _write_eeg_continuous(group, found: Inspection, compressors) -> None:
     """The whole EEG session (every non-stim channel), streamed in 60-s chunks, so users
     can filter and run ICA on continuous data before epoching (`MMHEStore.raw`)."""
     raw = found.raw
@@ -672,6 +686,7 @@ def _write_eeg_continuous(group, found: Inspection) -> None:
         chunks=(len(picks), min(n, CONTINUOUS_CHUNK_SAMPLES)),
         dims=("eeg_channel", "eeg_session_time"),
         coordinates=("eeg_channel_type",),
+        compressors=compressors,
         attrs={
             "sfreq": sfreq,
             "unit": "V",
@@ -693,7 +708,7 @@ def _write_eeg_continuous(group, found: Inspection) -> None:
     )
 
 
-def _write_physio(group, found: Inspection, trials: pd.DataFrame) -> None:
+def _write_physio(group, found: Inspection, trials: pd.DataFrame, compressors) -> None:
     signals = found.physio.signals
     values = signals.to_numpy(dtype="float32")
     valid = trials["physio_start"].notna()
@@ -708,6 +723,7 @@ def _write_physio(group, found: Inspection, trials: pd.DataFrame) -> None:
         dims=("trial", "physio_channel", "physio_time"),
         coordinates=("marker", "category", "physio_unit"),
         fill_value=math.nan,
+        compressors=compressors,
     )
     _trial_coordinates(group, trials)
     units = [str(found.physio.units.get(c, "")) for c in signals.columns]

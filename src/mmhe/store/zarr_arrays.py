@@ -39,6 +39,34 @@ from typing import Any
 
 import numpy as np
 
+COMPRESSIONS: tuple[str, ...] = ("fast", "small", "none")
+"""Compression settings of `IngestConfig.compression` (see `array_compressors`)."""
+
+
+def array_compressors(kind: str, compression: str = "fast") -> Any:
+    """Zarr compressors for an array ``kind`` ("signal": EEG / physiology float32;
+    "frames": uint8 images) under a ``compression`` setting.
+
+    "fast" (default): Blosc LZ4 with bit shuffle for both kinds. Measured on the demo
+    store (one participant's arrays written through Zarr, best of 3): EEG 1.3x faster to
+    write than Zstd and smaller (compression ratio 1.20 vs 1.08 on the synthetic noise),
+    physiology 1.4x faster (2.07 vs 1.64), frames 1.35x faster (1.43 vs 1.47); Zstd
+    encoding took 30-48 % of ingest time before. "small": Zstd (Zarr's default; the
+    smallest frames); "none": uncompressed (frames 1.8x faster to write than Zstd, at
+    full size).
+    """
+    from zarr.codecs import BloscCodec
+
+    if compression == "small":
+        return "auto"
+    if compression == "none":
+        return None
+    if compression != "fast":
+        raise ValueError(f"compression {compression!r} is not one of {COMPRESSIONS}")
+    if kind not in ("signal", "frames"):
+        raise ValueError(f"array kind {kind!r} is not 'signal' or 'frames'")
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
+
 
 def create_data_array(
     group,
@@ -51,12 +79,20 @@ def create_data_array(
     coordinates: Sequence[str] = (),
     fill_value: Any = None,
     attrs: dict[str, Any] | None = None,
+    compressors: Any = "auto",
+    shards: tuple[int, ...] | None = None,
 ):
     """An empty Zarr array with dimension names; ``coordinates`` lists the non-index
-    coordinate arrays xarray should attach to it (CF ``coordinates`` attribute)."""
+    coordinate arrays xarray should attach to it (CF ``coordinates`` attribute);
+    ``compressors`` as Zarr takes them (`array_compressors`); ``shards`` (a multiple of
+    ``chunks``) stores many chunks in one file, each still read on its own."""
     if len(dims) != len(shape):
         raise ValueError(f"{name}: {len(dims)} dimension names for a {len(shape)}-d array")
-    kwargs = {} if fill_value is None else {"fill_value": fill_value}
+    kwargs: dict[str, Any] = {"compressors": compressors}
+    if shards is not None:
+        kwargs["shards"] = shards
+    if fill_value is not None:
+        kwargs["fill_value"] = fill_value
     array = group.create_array(
         name, shape=shape, dtype=dtype, chunks=chunks, dimension_names=list(dims), **kwargs
     )
