@@ -39,7 +39,7 @@ from mmhe.evaluation.planning import group_limit, profile_step
 from mmhe.evaluation.scaling import ArrayInput, index_rows, n_samples, take
 from mmhe.evaluation.settings import TrainSettings, resolve_settings, seeded_torch, torch_threads
 from mmhe.evaluation.splits import Fold, audit_split
-from mmhe.evaluation.training import model_factory, prepare_fold, product_kind, train_jobs
+from mmhe.evaluation.training import FoldJob, model_factory, prepare_fold, product_kind, train_jobs
 from mmhe.models import ModelSpec, ensure_registered, model_spec
 
 
@@ -69,23 +69,33 @@ def _run_fold_group(
                 np.asarray(X, dtype=np.float32), y, groups, folds, n_classes, settings
             )
         return [(f.index, proba, info) for f, (proba, info) in zip(folds, results, strict=True)]
-    jobs = [
-        prepare_fold(
-            model_name,
-            take(X, fold.train_idx),
-            y[fold.train_idx],
-            take(X, fold.test_idx),
-            n_classes,
-            settings,
-            fold.index,
-            groups[fold.train_idx],
-        )
-        for fold in folds
-    ]
+    jobs = [_fold_job(model_name, X, y, groups, fold, n_classes, settings) for fold in folds]
     train_jobs(model_name, jobs, n_classes, settings)
     for fold, job in zip(folds, jobs, strict=True):
         job.info["fits"] = [_to_global(r, fold.train_idx) for r in job.info.get("fits", [])]
     return [(fold.index, job.proba, job.info) for fold, job in zip(folds, jobs, strict=True)]
+
+
+def _fold_job(
+    model_name: str,
+    X: ArrayInput,
+    y: np.ndarray,
+    groups: np.ndarray,
+    fold: Fold,
+    n_classes: int,
+    settings: TrainSettings,
+) -> FoldJob:
+    """`prepare_fold` on one fold's training and test rows of X."""
+    return prepare_fold(
+        model_name,
+        take(X, fold.train_idx),
+        y[fold.train_idx],
+        take(X, fold.test_idx),
+        n_classes,
+        settings,
+        fold.index,
+        groups[fold.train_idx],
+    )
 
 
 def _to_global(record: dict[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
@@ -119,16 +129,7 @@ def _folds_per_task(
     shape = {m: np.shape(v) for m, v in X.items()} if isinstance(X, Mapping) else np.shape(X)
     if product_kind(spec, n_classes, shape, settings) != "torch":
         return 1
-    job = prepare_fold(
-        model_name,
-        take(X, fold.train_idx),
-        y[fold.train_idx],
-        take(X, fold.test_idx),
-        n_classes,
-        settings,
-        fold.index,
-        groups[fold.train_idx],
-    )
+    job = _fold_job(model_name, X, y, groups, fold, n_classes, settings)
     if job.member is None:
         return 1
     member = job.member

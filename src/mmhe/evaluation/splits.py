@@ -74,14 +74,7 @@ def loso(groups: Sequence[Any] | np.ndarray) -> Iterator[Fold]:
 
     groups : (N,) participant of every sample.
     """
-    labels = _as_labels(groups, "groups")
-    units = np.unique(labels)
-    if units.size < 2:
-        raise ConfigError("LOSO needs at least two participants")
-    for f, unit in enumerate(units):
-        test = np.flatnonzero(labels == unit)
-        train = np.flatnonzero(labels != unit)
-        yield Fold(f, train, test, (unit.item(),))
+    yield from _leave_one_out(_as_labels(groups, "groups"), "LOSO needs at least two participants")
 
 
 def group_kfold(groups: Sequence[Any] | np.ndarray, k: int = 5, seed: int = 0) -> Iterator[Fold]:
@@ -157,10 +150,17 @@ def leave_stimulus_out(stimuli: Sequence[Any] | np.ndarray) -> Iterator[Fold]:
         out both. For the trial task the class is the clip's category, so a category
         with one clip in the data cannot be learned when that clip is held out.
     """
-    labels = _as_labels(stimuli, "stimuli")
+    yield from _leave_one_out(
+        _as_labels(stimuli, "stimuli"), "leave-stimulus-out needs at least two stimulus clips"
+    )
+
+
+def _leave_one_out(labels: np.ndarray, too_few: str) -> Iterator[Fold]:
+    """One fold per distinct label (sorted), that label's samples held out; `too_few`
+    is the ConfigError message when there are fewer than two labels."""
     units = np.unique(labels)
     if units.size < 2:
-        raise ConfigError("leave-stimulus-out needs at least two stimulus clips")
+        raise ConfigError(too_few)
     for f, unit in enumerate(units):
         test = np.flatnonzero(labels == unit)
         train = np.flatnonzero(labels != unit)
