@@ -37,3 +37,32 @@ def test_console_script_reports_mmhe_errors_cleanly(tmp_path):
     assert done.returncode == 2
     assert "nope.xlsx" in done.stderr and "file not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_every_preset_protocol_and_task_the_library_knows_passes_the_cli(tmp_path):
+    """The CLI's choices come from the library, so none can drift out of it (a merge once
+    dropped 'spotting' from `mmhe synth --preset`). A later option is made invalid so the
+    command stops right after the checked one, naming the later option."""
+    from typing import get_args
+
+    from mmhe.evaluation.datasets import Task
+    from mmhe.evaluation.runner import PROTOCOLS
+    from mmhe.synth.config import PRESETS
+
+    runner = CliRunner()
+    assert "spotting" in PRESETS
+    for preset in PRESETS:
+        out = tmp_path / f"synth-{preset}"
+        result = runner.invoke(app, ["synth", str(out), "--preset", preset, "--eeg-format", "x"])
+        assert result.exit_code == 2, (preset, result.output)
+        assert "--eeg-format" in result.output and "--preset" not in result.output
+    store = tmp_path / "store"
+    store.mkdir()
+    for task in get_args(Task):
+        for protocol in PROTOCOLS:
+            args = ["benchmark", str(store), "--out", str(tmp_path / "run"), "--model", "ststnet"]
+            args += ["--task", task, "--protocol", protocol, "--samples", "x"]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 2, (task, protocol, result.output)
+            assert "--samples" in result.output, (task, protocol, result.output)
+            assert "--task" not in result.output and "--protocol" not in result.output

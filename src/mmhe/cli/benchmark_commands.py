@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -164,20 +164,13 @@ def benchmark_command(
         bench = BenchmarkConfig.load(config)
         bench = bench.model_copy(update={"runs": [{**run, **run_options} for run in bench.runs]})
     elif model is not None:
+        from mmhe.evaluation.datasets import Task
+        from mmhe.evaluation.runner import PROTOCOLS
+
         choice(model, list_models(), "--model")
-        choice(task, ("compound", "emotion7", "kind", "trial"), "--task")
+        choice(task, get_args(Task), "--task")
+        choice(protocol, PROTOCOLS, "--protocol")
         choice(samples, ("ME", "MaE", "both"), "--samples")
-        choice(
-            protocol,
-            (
-                "loso",
-                "group_kfold",
-                "trial_kfold",
-                "leave_stimulus_out",
-                "subject_stimulus_kfold",
-            ),
-            "--protocol",
-        )
         modalities = choices(modality, ("face", "eeg", "eeg_raw", "physio"), "--modality")
         try:
             bench = BenchmarkConfig(

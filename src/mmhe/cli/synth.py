@@ -59,8 +59,9 @@ def synth(
     from mmhe.cli._options import choice
     from mmhe.cli._options import scheduler as scheduler_value
     from mmhe.synth import generate
+    from mmhe.synth.config import PRESETS
 
-    choice(preset, ("tiny", "demo", "full-shape"), "--preset")
+    choice(preset, tuple(PRESETS), "--preset")
     if eeg_format is not None:
         choice(eeg_format, ("set", "edf", "bdf", "vhdr"), "--eeg-format")
     if scheduler == "local" and workers is None:
