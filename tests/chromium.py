@@ -32,6 +32,12 @@ window.addEventListener("load", function () {
     })
     .slice(0, 5)
     .map(function (e) { return e.tagName + "." + e.className; });
+  var scrolling = Array.prototype.slice.call(document.querySelectorAll(".table-wrap"))
+    .filter(function (w) { return w.scrollWidth > w.clientWidth + 1; })
+    .map(function (w) {
+      var t = w.querySelector("table"), s = w.closest("section");
+      return (s ? s.id : "") + ":" + (t ? t.className : "");
+    });
   var result = {
     images: images.length,
     broken: broken.map(function (i) { return i.alt; }),
@@ -39,6 +45,7 @@ window.addEventListener("load", function () {
     viewport: window.innerWidth,
     client_width: width,
     too_wide: wide,
+    scrolling_tables: scrolling,
     text: document.body.innerText.length,
     height: document.documentElement.scrollHeight,
     gifs: images.filter(function (i) { return i.src.indexOf("data:image/gif") === 0; }).length

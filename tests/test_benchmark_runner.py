@@ -215,6 +215,9 @@ def test_report_renders_in_headless_chromium(report):
     # scores + participants, 6 confusions, Figure 2, 2 EEG maps, physiology, 2 sync, faces
     assert_readable(measured, min_images=2 + 6 + 1 + 2 + 1 + 2 + 3)
     assert measured[400]["gifs"] >= 3 and measured[400]["height"] > measured[1400]["height"]
+    # on a laptop the p-value and audit matrices fit without scrolling sideways
+    scrolling = measured[1400]["scrolling_tables"]  # "section:table class" of each
+    assert not [t for t in scrolling if t.startswith("comparisons:") or t == "audit:matrix"]
     pixels = screenshot(report, 400)
     assert pixels.std() > 20 and (pixels < 200).mean() > 0.05  # not a blank page
     figures = report.parent / "figures"

@@ -285,6 +285,7 @@ def render_report(
                         shown,
                         formats={c: pvalue for c in matrix.columns},
                         cell_class=_p_class,
+                        css="matrix",
                     ),
                     "frame": shown,
                 }
@@ -440,6 +441,7 @@ def render_report(
             audit_matrix,
             formats=audit_formats,
             cell_class=lambda c, v: None if c == "combination" else ("ok" if v else "bad"),
+            css="matrix",
         )
         if len(audit_matrix)
         else None,
