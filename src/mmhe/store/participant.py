@@ -509,9 +509,7 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
         trials["eeg_start"] = (trials["eeg_start"] - pad_eeg).clip(lower=0)
         trials["eeg_stop"] = (trials["eeg_stop"] + pad_eeg).clip(upper=found.raw.n_times)
         signal = array_compressors("signal", config.compression)
-        _write_eeg(group, found, trials, signal)
-        if config.keep_continuous_eeg:
-            _write_eeg_continuous(group, found, signal)
+        _write_eeg(group, found, trials, signal, config.keep_continuous_eeg)
         if (
             found.physio is not None
             and "physio_start" in trials
@@ -617,11 +615,26 @@ def _write_frames(group, frames: np.ndarray, first: int, found: Inspection, comp
     write_coordinate(group, "color", colors, "color")
 
 
-def _write_eeg(group, found: Inspection, trials: pd.DataFrame, compressors) -> None:
+def _write_eeg(
+    group, found: Inspection, trials: pd.DataFrame, compressors, continuous: bool
+) -> None:
+    """``eeg`` (trials) and, when ``continuous``, ``eeg_continuous`` (the session), from
+    one pass over the recording in `CONTINUOUS_CHUNK_SAMPLES` blocks: each sample is read
+    (and calibrated by MNE) once, and every trial is cut from the blocks it spans."""
     raw = found.raw
-    picks = [i for i, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
-    lengths = (trials["eeg_stop"] - trials["eeg_start"]).astype(int).to_numpy()
+    kinds = raw.get_channel_types()
+    picks = [i for i, kind in enumerate(kinds) if kind != "stim"]
+    sfreq = float(raw.info["sfreq"])
+    starts = trials["eeg_start"].astype(int).to_numpy()
+    stops = trials["eeg_stop"].astype(int).to_numpy()
+    lengths = stops - starts
     shape = (len(trials), len(picks), int(lengths.max()))
+    channel_attrs = {
+        "channels": [raw.ch_names[i] for i in picks],
+        "channel_types": [kinds[i] for i in picks],
+        "sfreq": sfreq,
+        "unit": "V",
+    }
     array = create_data_array(
         group,
         "eeg",
@@ -632,22 +645,46 @@ def _write_eeg(group, found: Inspection, trials: pd.DataFrame, compressors) -> N
         coordinates=("marker", "category", "eeg_channel_type"),
         fill_value=math.nan,
         compressors=compressors,
+        attrs=channel_attrs,
     )
     _trial_coordinates(group, trials)
     _eeg_channel_coordinates(group, raw, picks)
-    write_coordinate(
-        group, "eeg_time", seconds(shape[2], raw.info["sfreq"]), "eeg_time", attrs={"units": "s"}
-    )
-    for i, (start, stop) in enumerate(zip(trials["eeg_start"], trials["eeg_stop"], strict=True)):
-        array[i, :, : int(stop) - int(start)] = raw.get_data(
-            picks=picks, start=int(start), stop=int(stop)
-        ).astype("float32")
-    array.attrs.update(
-        channels=[raw.ch_names[i] for i in picks],
-        channel_types=[raw.get_channel_types()[i] for i in picks],
-        sfreq=float(raw.info["sfreq"]),
-        unit="V",
-    )
+    write_coordinate(group, "eeg_time", seconds(shape[2], sfreq), "eeg_time", attrs={"units": "s"})
+    n = int(raw.n_times)
+    session = None
+    if continuous:
+        session = create_data_array(
+            group,
+            "eeg_continuous",
+            shape=(len(picks), n),
+            dtype="float32",
+            chunks=(len(picks), min(n, CONTINUOUS_CHUNK_SAMPLES)),
+            dims=("eeg_channel", "eeg_session_time"),
+            coordinates=("eeg_channel_type",),
+            compressors=compressors,
+            attrs=channel_attrs,
+        )
+        write_coordinate(
+            group,
+            "eeg_session_time",
+            seconds(n, sfreq),
+            "eeg_session_time",
+            chunk=CONTINUOUS_CHUNK_SAMPLES,
+            attrs={"units": "s", "long_name": "seconds from the EEG recording's first sample"},
+        )
+    first, last = (0, n) if continuous else (int(starts.min()), int(stops.max()))
+    pending: dict[int, np.ndarray] = {}  # trial -> its samples while its blocks are read
+    for block in range(first, last, CONTINUOUS_CHUNK_SAMPLES):
+        end = min(last, block + CONTINUOUS_CHUNK_SAMPLES)
+        data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
+        if session is not None:
+            session[:, block:end] = data
+        for i in np.flatnonzero((starts < end) & (stops > block) & (lengths > 0)):
+            low, high = max(starts[i], block), min(stops[i], end)
+            part = pending.setdefault(i, np.empty((len(picks), lengths[i]), dtype="float32"))
+            part[:, low - starts[i] : high - starts[i]] = data[:, low - block : high - block]
+            if stops[i] <= end:
+                array[i, :, : lengths[i]] = pending.pop(i)
     trials["n_eeg_samples"] = lengths
 
 
@@ -671,49 +708,13 @@ def _eeg_channel_coordinates(group, raw, picks: list[int]) -> None:
     write_coordinate(group, "eeg_channel_type", [kinds[i] for i in picks], "eeg_channel")
 
 
-def _write_eeg_continuous(group, found: Inspection, compressors) -> None:
-    """The whole EEG session (every non-stim channel), streamed in 60-s chunks, so users
-    can filter and run ICA on continuous data before epoching (`MMHEStore.raw`)."""
-    raw = found.raw
-    picks = [i for i, kind in enumerate(raw.get_channel_types()) if kind != "stim"]
-    n = int(raw.n_times)
-    sfreq = float(raw.info["sfreq"])
-    array = create_data_array(
-        group,
-        "eeg_continuous",
-        shape=(len(picks), n),
-        dtype="float32",
-        chunks=(len(picks), min(n, CONTINUOUS_CHUNK_SAMPLES)),
-        dims=("eeg_channel", "eeg_session_time"),
-        coordinates=("eeg_channel_type",),
-        compressors=compressors,
-        attrs={
-            "sfreq": sfreq,
-            "unit": "V",
-            "channels": [raw.ch_names[i] for i in picks],
-            "channel_types": [raw.get_channel_types()[i] for i in picks],
-        },
-    )
-    _eeg_channel_coordinates(group, raw, picks)
-    for start in range(0, n, CONTINUOUS_CHUNK_SAMPLES):
-        stop = min(n, start + CONTINUOUS_CHUNK_SAMPLES)
-        array[:, start:stop] = raw.get_data(picks=picks, start=start, stop=stop).astype("float32")
-    write_coordinate(
-        group,
-        "eeg_session_time",
-        seconds(n, sfreq),
-        "eeg_session_time",
-        chunk=CONTINUOUS_CHUNK_SAMPLES,
-        attrs={"units": "s", "long_name": "seconds from the EEG recording's first sample"},
-    )
-
-
 def _write_physio(group, found: Inspection, trials: pd.DataFrame, compressors) -> None:
     signals = found.physio.signals
     values = signals.to_numpy(dtype="float32")
     valid = trials["physio_start"].notna()
     lengths = np.where(valid, (trials["physio_stop"] - trials["physio_start"]).fillna(0), 0)
     shape = (len(trials), values.shape[1], int(lengths.max()))
+    units = [str(found.physio.units.get(c, "")) for c in signals.columns]
     array = create_data_array(
         group,
         "physio",
@@ -724,9 +725,13 @@ def _write_physio(group, found: Inspection, trials: pd.DataFrame, compressors) -
         coordinates=("marker", "category", "physio_unit"),
         fill_value=math.nan,
         compressors=compressors,
+        attrs={
+            "channels": list(signals.columns),
+            "sfreq": float(found.physio.sfreq),
+            "units": units,
+        },
     )
     _trial_coordinates(group, trials)
-    units = [str(found.physio.units.get(c, "")) for c in signals.columns]
     write_coordinate(group, "physio_channel", list(signals.columns), "physio_channel")
     write_coordinate(group, "physio_unit", units, "physio_channel")
     write_coordinate(
@@ -741,11 +746,6 @@ def _write_physio(group, found: Inspection, trials: pd.DataFrame, compressors) -
     ):
         if not pd.isna(start):
             array[i, :, : int(stop) - int(start)] = values[int(start) : int(stop)].T
-    array.attrs.update(
-        channels=list(signals.columns),
-        sfreq=float(found.physio.sfreq),
-        units=[str(found.physio.units.get(c, "")) for c in signals.columns],
-    )
     trials["n_physio_samples"] = lengths.astype(int)
 
 

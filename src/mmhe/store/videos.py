@@ -172,9 +172,7 @@ def write_trial_videos(
             ("counter", counters[first:stop].astype(np.int16)),
             ("valid", valid),
         ):
-            node.create_array(name, shape=(n,), dtype=values.dtype, dimension_names=("frame",))[
-                ...
-            ] = values
+            node.create_array(name, data=values, chunks="auto", dimension_names=("frame",))
         node.attrs.update(
             trial_index=int(trial.trial_index),
             code=int(trial.code),

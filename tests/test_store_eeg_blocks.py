@@ -1,0 +1,54 @@
+"""Ingest reads the EEG once, in blocks, and cuts every trial from the blocks it spans."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from mmhe.store import participant
+from mmhe.store.participant import Inspection, _write_eeg
+
+
+def _raw(n: int = 5_000) -> mne.io.RawArray:
+    rng = np.random.default_rng(7)
+    info = mne.create_info(["Fp1", "Cz", "O2", "STI"], 1000.0, ["eeg", "eeg", "eeg", "stim"])
+    data = rng.normal(0, 2e-5, (4, n))
+    data[3] = 0
+    return mne.io.RawArray(data, info, verbose="error")
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, continuous):
+    monkeypatch.setattr(participant, "CONTINUOUS_CHUNK_SAMPLES", 700)  # trials span blocks
+    raw = _raw()
+    # overlapping trials, one inside a single block, one ending on a block edge, one empty
+    starts, stops = [100, 650, 1400, 2100, 3000], [1500, 2800, 2100, 2100, 4999]
+    trials = pd.DataFrame(
+        {
+            "trial_index": range(5),
+            "code": [100, 101, 102, 103, 104],
+            "category": ["a"] * 5,
+            "eeg_start": starts,
+            "eeg_stop": stops,
+        }
+    )
+    found = Inspection("sub-001", files=None, raw=raw)
+    group = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
+    _write_eeg(group, found, trials, None, continuous)
+    stored = group["eeg"][...]
+    for i, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+        expected = raw.get_data(picks=[0, 1, 2], start=start, stop=stop).astype("float32")
+        np.testing.assert_array_equal(stored[i, :, : stop - start], expected)
+        assert np.isnan(stored[i, :, stop - start :]).all()
+    assert trials["n_eeg_samples"].tolist() == [b - a for a, b in zip(starts, stops, strict=True)]
+    assert ("eeg_continuous" in group) == continuous
+    if continuous:
+        np.testing.assert_array_equal(
+            group["eeg_continuous"][...], raw.get_data(picks=[0, 1, 2]).astype("float32")
+        )
+        assert group["eeg_continuous"].attrs["sfreq"] == 1000.0
+    assert group["eeg"].attrs["channels"] == ["Fp1", "Cz", "O2"]
+    assert group["eeg"].attrs["coordinates"] == "marker category eeg_channel_type"
