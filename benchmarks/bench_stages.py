@@ -13,7 +13,10 @@ stage                   anchor                           limit
 ingest (N people)       ``mne.io.read_raw(preload=True)`` ``cat`` of every EEG and BIOPAC
                         of the same EEG files, in a new  file + decoding them (EEG samples
                         process (MNE's import included,  as float32, the BIOPAC .mat with
-                        as ingest's own imports are)     scipy.io.loadmat); frames left out
+                        as ingest's own imports are)     scipy.io.loadmat); frames left out;
+                                                         + writing as many incompressible
+                                                         bytes as the store holds (16 MB
+                                                         files): a store must be written
 EEG preprocessing       MNE's ``Raw.notch_filter`` +     the rfft + irfft of the cheapest
 (continuous session)    ``Raw.filter`` + average ref. on  overlap-add for the same FIR
                         the continuous Raw               length (FFT size chosen as MNE's)
@@ -44,6 +47,7 @@ os.environ["MKL_NUM_THREADS"] = "1"
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +70,15 @@ MNE_READ = """
 import sys, mne
 for path in sys.argv[1:]:
     mne.io.read_raw(path, preload=True, verbose="error")
+"""
+WRITE_BYTES = """
+import os, sys
+from pathlib import Path
+out, left = Path(sys.argv[1]), int(sys.argv[2])
+out.mkdir()
+block = os.urandom(16 * 2**20)
+for i in range(0, left, len(block)):
+    (out / str(i)).write_bytes(block[: min(len(block), left - i)])
 """
 CAT_DECODE = """
 import sys, numpy as np, scipy.io
@@ -121,7 +134,15 @@ def ingest_row(raw: Path, work: Path) -> tuple[float, float, float, str]:
     subprocess.run(["cat", *map(str, device_files)], check=True, stdout=subprocess.DEVNULL)
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
     cat = (ended.ru_utime - started.ru_utime) + (ended.ru_stime - started.ru_stime)
-    limit = cat + _child_cpu(CAT_DECODE, *map(str, device_files))
+    store = [f for f in (work / "store").rglob("*") if f.is_file()]
+    written = sum(f.stat().st_size for f in store)
+    write = _child_cpu(WRITE_BYTES, str(work / "write-limit"), str(written))
+    shutil.rmtree(work / "write-limit")
+    limit = cat + _child_cpu(CAT_DECODE, *map(str, device_files)) + write
+    print(
+        f"ingest limit: cat {cat:.2f} + decode + write {write:.2f} CPU-s "
+        f"({written / 1e6:.0f} MB, the store's size, {len(store)} files in ours)"
+    )
     return ours, anchor, limit, f"ingest ({len(found.participants)} participants)"
 
 
