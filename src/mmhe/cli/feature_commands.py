@@ -15,8 +15,10 @@ from mmhe.cli._console import make_console
 @app.command("features")
 def features_command(
     store: Path = typer.Argument(..., help="A store written by `mmhe ingest`."),
-    modality: str = typer.Option(
-        "all", help="face, eeg, physio, eeg_raw (raw windows for EEGNet) or all (the first three)."
+    modality: list[str] = typer.Option(
+        ["all"],
+        help="face, eeg, physio, eeg_raw (raw windows for EEGNet) or all (the first three); "
+        "repeat (or separate by commas) for several.",
     ),
     flow: str = typer.Option("tvl1", help="Optical flow: tvl1 (published), dis (fast), farneback."),
     quality: str = typer.Option(
@@ -56,10 +58,9 @@ def features_command(
     from mmhe.store import MMHEStore, validate_store
     from mmhe.store.problems import localise
 
-    modalities = (
-        MODALITIES
-        if modality == "all"
-        else choices(modality.split(","), ALL_MODALITIES, "--modality")
+    named = choices(modality, (*ALL_MODALITIES, "all"), "--modality")
+    modalities = tuple(
+        dict.fromkeys(m for name in named for m in (MODALITIES if name == "all" else (name,)))
     )
     choice(flow, ("tvl1", "dis", "farneback"), "--flow")
     choice(quality, ("correlation", "templatematch"), "--cardiac-quality")
