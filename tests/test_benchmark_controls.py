@@ -164,6 +164,32 @@ def test_cli_options_equal_the_yaml_config(store_tiny, tmp_path):
     assert "| physio_mlp (shuffled labels) |" in (tmp_path / "cli" / "results.md").read_text()
 
 
+def test_repeated_model_options_run_each_model_with_paired_tests(store_tiny, tmp_path):
+    out = tmp_path / "two"
+    result = _invoke(
+        store_tiny, "--model", "logreg", "--model", "physio_mlp", "--modality", "physio",
+        "--epochs", "2", "--no-baselines", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out / "results.csv")["model"].tolist() == ["logreg", "physio_mlp"]
+    pairs = pd.read_csv(out / "pairwise.csv")
+    uf1 = pairs[pairs["metric"] == "uf1"]
+    assert len(uf1) == 1
+    assert {uf1.iloc[0]["a"], uf1.iloc[0]["b"]} == {"logreg (physio)", "physio_mlp (physio)"}
+    assert 0 < uf1.iloc[0]["p_value"] <= 1
+
+
+def test_run_options_beside_a_config_are_refused_not_ignored(store_tiny, tmp_path):
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump({"runs": [{"model": "logreg"}]}))
+    result = _invoke(
+        store_tiny, "--config", tmp_path / "bench.yaml", "--task", "kind", "--modality", "eeg",
+        "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--task, --modality describe a run without a file" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
 def test_models_command_lists_modalities_defaults_and_sources():
     import io
 

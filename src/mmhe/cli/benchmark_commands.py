@@ -66,10 +66,15 @@ def _overrides(**given: Any) -> dict[str, Any]:
 
 @app.command("benchmark")
 def benchmark_command(
+    ctx: typer.Context,
     store: Path = typer.Argument(..., help="A store written by `mmhe ingest`."),
     out: Path = typer.Option(..., "--out", help="Run directory (re-runs resume)."),
     config: Path | None = typer.Option(None, "--config", help="Benchmark YAML (runs, defaults)."),
-    model: str | None = typer.Option(None, help="One model (see `mmhe models`)."),
+    model: list[str] | None = typer.Option(
+        None,
+        help="A model (see `mmhe models`); repeat to compare several on the same task and "
+        "modalities.",
+    ),
     task: str = typer.Option("compound", help="compound, emotion7, kind or trial."),
     modality: list[str] = typer.Option(["face"], help="Modality (repeat for fusion)."),
     samples: str = typer.Option("ME", help="ME, MaE or both."),
@@ -124,7 +129,8 @@ def benchmark_command(
 
     With --config, the options given here (--epochs, --lr, --batch-size,
     --early-stopping, --seed, --k, --control; --seeds, --impute, --baselines) override
-    the file's runs and settings.
+    the file's runs and settings; --model, --task, --modality, --samples and --protocol
+    describe runs without a file and are refused beside --config.
     """
     import importlib
 
@@ -161,13 +167,24 @@ def benchmark_command(
         k=k,
     )
     if config is not None:
+        given = [
+            f"--{name}"
+            for name in ("model", "task", "modality", "samples", "protocol")
+            if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+        ]
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)} describe a run without a file; with --config put them "
+                "in its runs (or defaults)",
+                param_hint="--config",
+            )
         bench = BenchmarkConfig.load(config)
         bench = bench.model_copy(update={"runs": [{**run, **run_options} for run in bench.runs]})
-    elif model is not None:
+    elif model:
         from mmhe.evaluation.datasets import Task
         from mmhe.evaluation.runner import PROTOCOLS
 
-        choice(model, list_models(), "--model")
+        names = choices(model, list_models(), "--model")
         choice(task, get_args(Task), "--task")
         choice(protocol, PROTOCOLS, "--protocol")
         choice(samples, ("ME", "MaE", "both"), "--samples")
@@ -176,13 +193,14 @@ def benchmark_command(
             bench = BenchmarkConfig(
                 runs=[
                     {
-                        "model": model,
+                        "model": name,
                         "task": task,
                         "modalities": modalities,
                         "samples": samples,
                         "protocol": protocol,
                         **run_options,
                     }
+                    for name in dict.fromkeys(names)
                 ]
             )
         except ValidationError as exc:
