@@ -170,6 +170,7 @@ def benchmark_command(
         given = [
             f"--{name}"
             for name in ("model", "task", "modality", "samples", "protocol")
+            # by name: Typer vendors its own click, whose ParameterSource is another enum
             if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
         ]
         if given:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mmhe.errors import InputFileError, MMHEError
+from mmhe.store.zarr_arrays import write_coordinate
 
 VIDEO_MARGIN = 0.15
 """Margin around the face box, on each side, as a fraction of the box side."""
@@ -172,7 +173,7 @@ def write_trial_videos(
             ("counter", counters[first:stop].astype(np.int16)),
             ("valid", valid),
         ):
-            node.create_array(name, data=values, chunks="auto", dimension_names=("frame",))
+            write_coordinate(node, name, values, "frame")
         node.attrs.update(
             trial_index=int(trial.trial_index),
             code=int(trial.code),
