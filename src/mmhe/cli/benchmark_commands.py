@@ -175,8 +175,8 @@ def benchmark_command(
         ]
         if given:
             raise typer.BadParameter(
-                f"{', '.join(given)} describe a run without a file; with --config put them "
-                "in its runs (or defaults)",
+                f"{', '.join(given)} {'describe' if len(given) > 1 else 'describes'} a run "
+                "without a file; with --config put them in its runs (or defaults)",
                 param_hint="--config",
             )
         bench = BenchmarkConfig.load(config)
