@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,6 +156,18 @@ def torch_threads(threads: int | None = None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms`, without its import of ``torch._inductor``
+    (1.2-1.3 s, once per process: every benchmark worker paid it) while nothing has
+    imported it: the setting it copies there only matters to code torch compiles."""
+    if "torch._inductor.config" in sys.modules or not hasattr(
+        torch._C, "_set_deterministic_algorithms"
+    ):
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 @contextmanager
 def seeded_torch(seed: int, devices: Iterable[torch.device] = ()) -> Iterator[None]:
     """Fork torch's RNG (CPU and the given CUDA devices), seed it, switch deterministic
@@ -170,10 +183,10 @@ def seeded_torch(seed: int, devices: Iterable[torch.device] = ()) -> Iterator[No
     cuda = [torch.device(d).index or 0 for d in devices if torch.device(d).type == "cuda"]
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)  # seeds CPU and every CUDA device
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+            _deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
             torch.utils.deterministic.fill_uninitialized_memory = was_filling
