@@ -64,11 +64,21 @@ class _TemporalBlock(nn.Module):
 def _conv_at(conv: nn.Conv1d, x: Tensor, taps: Tensor) -> Tensor:
     """``conv`` at chosen output positions: x (N, C, P) holds the input at P positions,
     ``taps`` (Q * k,) gives for each of Q outputs the k input columns its kernel reads
-    (index P = the zero padding). Returns (N, out, Q): one strided convolution over the
-    gathered columns, the same dot products as the dilated convolution."""
+    (index P = the zero padding). Returns (N, out, Q): the gathered columns (N, Q, C * k)
+    times the kernel (out, C * k), the same dot products as the dilated convolution.
+
+    A matrix product, not a strided `F.conv1d` over the columns: at one or two output
+    positions oneDNN's convolution backward took 0.8-1.2 ms per call (batch 32, 128
+    channels), and the TCN's training step on T = 8 windows fell from 17.6-21.5 to
+    14.1-16.0 ms with the product (one thread, same process, alternated).
+    """
     padded = F.pad(x, (0, 1))
     k = conv.kernel_size[0]
-    return F.conv1d(padded[:, :, taps], conv.weight, conv.bias, stride=k)
+    columns = padded[:, :, taps]
+    n, c, qk = columns.shape
+    columns = columns.view(n, c, qk // k, k).transpose(1, 2).reshape(n, qk // k, c * k)
+    kernel = conv.weight.reshape(conv.out_channels, c * k)
+    return F.linear(columns, kernel, conv.bias).transpose(1, 2)
 
 
 @dataclass(frozen=True)
