@@ -83,3 +83,17 @@ def test_eeg_filtered_once_per_session_equals_mne_on_the_continuous_recording(st
         np.testing.assert_allclose(data[:, inner], want[:, inner], rtol=0, atol=1e-9 * scale)
         compared += int(inner.sum())
     assert compared > 0.5 * sum(int(t.n_eeg_samples) for t in trials.itertuples())
+
+
+def test_eeg_filter_on_several_threads_gives_the_values_of_one(monkeypatch):
+    """The session filter's FFTs run on `task_threads` threads: bit-identical output."""
+    from mmhe.features.eeg_filter import filter_with_context, session_kernel
+
+    x = np.random.default_rng(3).standard_normal((8, 30_000))
+    kernel = session_kernel(1000.0)
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr("mmhe.parallel.task_threads", lambda n=threads: n)
+        results.append(filter_with_context(x, kernel, 500, 700))
+    assert results[0].shape == (8, 30_000 - 1_200)
+    np.testing.assert_array_equal(results[0], results[1])

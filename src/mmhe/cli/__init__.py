@@ -55,5 +55,7 @@ _install_clean_errors(app)  # one line and an exit code instead of a traceback, 
 def main() -> None:
     """Entry point of the `mmhe` console script."""
     from mmhe.cli._errors import run_with_clean_errors
+    from mmhe.parallel import tune_allocator
 
+    tune_allocator()  # the Dask workers' allocator settings (see its docstring)
     run_with_clean_errors(app)

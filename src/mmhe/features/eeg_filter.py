@@ -112,9 +112,13 @@ def filter_with_context(
     samples of real context before and after the part wanted; missing context (at the
     recording's ends) is MNE's reflected padding. Returns the part wanted, shape
     (channels, samples - left - right). One overlap-add pass over all channels
-    (`scipy.signal.oaconvolve`).
+    (`scipy.signal.oaconvolve`), its FFTs on `mmhe.parallel.task_threads` threads (the
+    same values: each transform is computed alone whatever the thread count).
     """
+    from scipy.fft import set_workers
     from scipy.signal import oaconvolve
+
+    from mmhe.parallel import task_threads
 
     half = (kernel.size - 1) // 2
     if kernel.size == 1:
@@ -122,7 +126,8 @@ def filter_with_context(
     padded = _reflect(x, max(half - left, 0), max(half - right, 0))
     skip_left, skip_right = max(left - half, 0), max(right - half, 0)
     padded = padded[:, skip_left : padded.shape[1] - skip_right]
-    return oaconvolve(padded, kernel[None, :], mode="valid", axes=-1)
+    with set_workers(task_threads()):
+        return oaconvolve(padded, kernel[None, :], mode="valid", axes=-1)
 
 
 def filtered_trials(

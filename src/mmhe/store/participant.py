@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pandas as pd
 
 from mmhe.errors import AlignmentError, MMHEError
 from mmhe.labels import REST_MARKER, STIMULUS_MARKERS, stimulus_categories
+from mmhe.parallel import background_writes
 from mmhe.store.config import IngestConfig
 from mmhe.store.layout import ParticipantFiles
 from mmhe.store.problems import issue_frame
@@ -541,32 +543,34 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
         )
     if found.frames is not None and len(expressions):
         frames_group = group.require_group("frames")
-        for i, row in expressions.iterrows():
-            if not pd.isna(row.get("locate_problem")) or pd.isna(row.get("frame_onset")):
-                continue
-            trial = None
-            if not pd.isna(row["trial_index"]):
-                trial = trials.loc[trials["trial_index"] == row["trial_index"]].iloc[0]
-            first, last = _frame_span(row, trial, config.frame_context, len(found.frames))
-            try:
-                frames = _to_frames(found.frames.read_range(first, last + 1), config)
-            except MMHEError as exc:  # the face is missing; EEG and physiology stay usable
-                found.add(
-                    "error",
-                    "frames_unreadable",
-                    f"coding-file sheet row {int(row['row']) + 1}: {exc}",
-                    found.files.camera,
+        with background_writes() as submit:  # frames written while the next are decoded
+            for i, row in expressions.iterrows():
+                if not pd.isna(row.get("locate_problem")) or pd.isna(row.get("frame_onset")):
+                    continue
+                trial = None
+                if not pd.isna(row["trial_index"]):
+                    trial = trials.loc[trials["trial_index"] == row["trial_index"]].iloc[0]
+                first, last = _frame_span(row, trial, config.frame_context, len(found.frames))
+                try:
+                    frames = _to_frames(found.frames.read_range(first, last + 1), config)
+                except MMHEError as exc:  # the face is missing; EEG and physiology stay usable
+                    found.add(
+                        "error",
+                        "frames_unreadable",
+                        f"coding-file sheet row {int(row['row']) + 1}: {exc}",
+                        found.files.camera,
+                    )
+                    continue
+                _write_frames(
+                    frames_group.create_group(row["expression_id"]),
+                    frames,
+                    first,
+                    found,
+                    array_compressors("frames", config.compression),
+                    submit,
                 )
-                continue
-            _write_frames(
-                frames_group.create_group(row["expression_id"]),
-                frames,
-                first,
-                found,
-                array_compressors("frames", config.compression),
-            )
-            expressions.loc[i, "stored_frames"] = len(frames)
-            expressions.loc[i, "frames_first"] = first
+                expressions.loc[i, "stored_frames"] = len(frames)
+                expressions.loc[i, "frames_first"] = first
     if config.video_size and found.frames is not None and len(trials):
         from mmhe.store.videos import write_trial_videos
 
@@ -586,8 +590,16 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
     return counts
 
 
-def _write_frames(group, frames: np.ndarray, first: int, found: Inspection, compressors) -> None:
-    """One expression's frames (n, H, W, C) as ``image`` with its frame and time axes."""
+def _write_frames(
+    group,
+    frames: np.ndarray,
+    first: int,
+    found: Inspection,
+    compressors,
+    submit: Callable[..., None] | None = None,
+) -> None:
+    """One expression's frames (n, H, W, C) as ``image`` with its frame and time axes;
+    the pixels through ``submit(function, *arguments)`` when given (`background_writes`)."""
     image = create_data_array(
         group,
         "image",
@@ -599,7 +611,9 @@ def _write_frames(group, frames: np.ndarray, first: int, found: Inspection, comp
         compressors=compressors,
         shards=frames.shape,  # one file per expression, one chunk per frame inside it
     )
-    image[...] = frames
+    (submit or (lambda function, *arguments: function(*arguments)))(
+        image.__setitem__, Ellipsis, frames
+    )
     index = np.arange(first, first + len(frames), dtype=np.int64)
     write_coordinate(group, "frame", index, "frame", attrs={"long_name": "camera frame index"})
     camera = found.timeline.alignments.get("camera") if found.timeline is not None else None
@@ -674,17 +688,19 @@ def _write_eeg(
         )
     first, last = (0, n) if continuous else (int(starts.min()), int(stops.max()))
     pending: dict[int, np.ndarray] = {}  # trial -> its samples while its blocks are read
-    for block in range(first, last, CONTINUOUS_CHUNK_SAMPLES):
-        end = min(last, block + CONTINUOUS_CHUNK_SAMPLES)
-        data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
-        if session is not None:
-            session[:, block:end] = data
-        for i in np.flatnonzero((starts < end) & (stops > block) & (lengths > 0)):
-            low, high = max(starts[i], block), min(stops[i], end)
-            part = pending.setdefault(i, np.empty((len(picks), lengths[i]), dtype="float32"))
-            part[:, low - starts[i] : high - starts[i]] = data[:, low - block : high - block]
-            if stops[i] <= end:
-                array[i, :, : lengths[i]] = pending.pop(i)
+    with background_writes() as submit:  # a block is written while the next is read
+        for block in range(first, last, CONTINUOUS_CHUNK_SAMPLES):
+            end = min(last, block + CONTINUOUS_CHUNK_SAMPLES)
+            data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
+            if session is not None:
+                submit(session.__setitem__, (slice(None), slice(block, end)), data)
+            for i in np.flatnonzero((starts < end) & (stops > block) & (lengths > 0)):
+                low, high = max(starts[i], block), min(stops[i], end)
+                part = pending.setdefault(i, np.empty((len(picks), lengths[i]), dtype="float32"))
+                part[:, low - starts[i] : high - starts[i]] = data[:, low - block : high - block]
+                if stops[i] <= end:
+                    where = (int(i), slice(None), slice(None, int(lengths[i])))
+                    submit(array.__setitem__, where, pending.pop(i))
     trials["n_eeg_samples"] = lengths
 
 

@@ -73,6 +73,10 @@ class MMHEStore:
                 )
         self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
         self._cache: dict[str, pd.DataFrame] = {}
+        self._groups: dict[str, Any] = {}  # opened arrays.zarr groups (read-only)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_groups": {}}  # a worker opens its own groups
 
     # ------------------------------------------------------------ tables
 
@@ -163,11 +167,18 @@ class MMHEStore:
     # ------------------------------------------------------------ arrays
 
     def _group(self, subject_id: str):
+        """The participant's arrays.zarr group, read-only, opened once per store object:
+        opening parses the consolidated metadata of every array (about 20 ms here), and
+        a features run reads one expression's frames at a time."""
         import zarr
 
-        return zarr.open_group(
-            str(self.path / "participants" / subject_id / "arrays.zarr"), mode="r"
-        )
+        group = self._groups.get(subject_id)
+        if group is None:
+            group = zarr.open_group(
+                str(self.path / "participants" / subject_id / "arrays.zarr"), mode="r"
+            )
+            self._groups[subject_id] = group
+        return group
 
     def eeg(self, subject_id: str):
         """Lazy zarr array (trials x channels x samples, volts; NaN after a trial's end)."""
