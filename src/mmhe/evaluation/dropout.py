@@ -196,9 +196,13 @@ def draw_masks(
     return masks
 
 
-def recorded_loss(model: nn.Module, x: Any, y: Tensor) -> tuple[Tensor, DropoutMasks]:
-    """Loss of a training-mode forward of ``model`` with its dropout calls recorded."""
-    recorder = DropoutMasks()
+def recorded_loss(
+    model: nn.Module, x: Any, y: Tensor, masks: Sequence[Tensor] | None = None
+) -> tuple[Tensor, DropoutMasks]:
+    """Loss of a training-mode forward of ``model`` (its ``training_loss`` when it has
+    one, else the cross-entropy of its logits) with its dropout calls recorded, or, given
+    ``masks``, replaced by them (`DropoutMasks`)."""
+    recorder = DropoutMasks(masks)
     with recorder:
         if hasattr(model, "training_loss"):
             return model.training_loss(x, y), recorder

@@ -464,7 +464,6 @@ class _OneMember(_Group):
         self.optimizer = make_optimizer(list(self.model.parameters()), settings)
         self.x, self.y = to_device(member.x, device), member.y.to(device)
         self.generator = torch.Generator(device=device).manual_seed(member.seeds[2])
-        self.own_loss = hasattr(self.model, "training_loss")
         self.constrain = getattr(self.model, "apply_constraints", None)
         self.channels_last = device.type == "cpu"
 
@@ -482,9 +481,7 @@ class _OneMember(_Group):
         if self.channels_last:
             x = _channels_last(x)
         masks = draw_masks(self._dropout_calls(x, y), self.generator, self.device)
-        with DropoutMasks(masks):
-            out = self.model.training_loss(x, y) if self.own_loss else self.model(x)
-        loss = out if self.own_loss else F.cross_entropy(out, y)
+        loss, _ = recorded_loss(self.model, x, y, masks)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

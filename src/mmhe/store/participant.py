@@ -596,10 +596,10 @@ def _write_frames(
     first: int,
     found: Inspection,
     compressors,
-    submit: Callable[..., None] | None = None,
+    submit: Callable[..., None],
 ) -> None:
     """One expression's frames (n, H, W, C) as ``image`` with its frame and time axes;
-    the pixels through ``submit(function, *arguments)`` when given (`background_writes`)."""
+    the pixels are written through ``submit(function, *arguments)`` (`background_writes`)."""
     image = create_data_array(
         group,
         "image",
@@ -611,9 +611,7 @@ def _write_frames(
         compressors=compressors,
         shards=frames.shape,  # one file per expression, one chunk per frame inside it
     )
-    (submit or (lambda function, *arguments: function(*arguments)))(
-        image.__setitem__, Ellipsis, frames
-    )
+    submit(image.__setitem__, Ellipsis, frames)
     index = np.arange(first, first + len(frames), dtype=np.int64)
     write_coordinate(group, "frame", index, "frame", attrs={"long_name": "camera frame index"})
     camera = found.timeline.alignments.get("camera") if found.timeline is not None else None
