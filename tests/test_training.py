@@ -325,6 +325,22 @@ def test_test_samples_never_influence_training(folds_per_group):
     assert info["n_fit"] + info["n_validation"] == fold.train_idx.size
 
 
+@pytest.mark.parametrize("folds_per_group", [1, 4])
+def test_fold_seconds_add_up_to_the_run(folds_per_group):
+    """In one process the folds' recorded seconds share out the run's wall time: their
+    sum is at most the run's and at least half of it (training dominates). Each fold
+    once counted its training twice (the engine's share plus a clock that included it)."""
+    import time
+
+    kw = {"epochs": 8, "batch_size": 16, "folds_per_group": folds_per_group}
+    started = time.perf_counter()
+    out = run_folds("physio_mlp", DATA["physio"], DATA["y"], DATA["groups"], FOLDS[:4], **kw)
+    wall = time.perf_counter() - started
+    seconds = [info["seconds"] for info in out.attrs["folds"]]
+    assert all(s > 0 for s in seconds)
+    assert 0.5 * wall < sum(seconds) <= wall
+
+
 def test_missing_inputs_are_predicted_not_dropped():
     x, y, g = DATA["physio"].copy(), DATA["y"], DATA["groups"]
     x[[0, 1, 65]] = np.nan  # samples 0, 1 are in fold 0's test set, 65 in training

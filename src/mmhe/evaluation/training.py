@@ -97,7 +97,9 @@ class FoldJob:
     x_test: Any = None
     test_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     shape: Any = None
-    started: float = field(default_factory=time.perf_counter)
+    own_seconds: float = 0.0
+    """Seconds spent on this fold alone: preparing it (and fitting a scikit-learn model)
+    and predicting; `train_jobs` adds its share of its group's training time."""
 
 
 def prepare_fold(
@@ -117,6 +119,23 @@ def prepare_fold(
     `mmhe.evaluation.audit.audit_fits`; `mmhe.evaluation.folds` maps them to rows of X).
     """
     started = time.perf_counter()
+    job = _prepare_fold(
+        model_name, X_train, y_train, X_test, n_classes, settings, fold_index, groups_train
+    )
+    job.own_seconds = time.perf_counter() - started
+    return job
+
+
+def _prepare_fold(
+    model_name: str,
+    X_train: ArrayInput,
+    y_train: np.ndarray,
+    X_test: ArrayInput,
+    n_classes: int,
+    settings: TrainSettings,
+    fold_index: int,
+    groups_train: np.ndarray | None,
+) -> FoldJob:
     spec = model_spec(model_name)
     n_train, n_test = n_samples(X_train), n_samples(X_test)
     if y_train.shape != (n_train,):
@@ -128,7 +147,7 @@ def prepare_fold(
         proba, info = _fit_predict_ensemble(
             model_name, X_train, y_train, X_test, groups_train, n_classes, settings, fold_index
         )
-        return FoldJob(proba, info, started=started)
+        return FoldJob(proba, info)
     multimodal = isinstance(X_train, Mapping)
     if spec.input == "multimodal" and not multimodal:
         raise ConfigError(f"{model_name} expects a dict of modalities")
@@ -159,7 +178,6 @@ def prepare_fold(
             "fits": fits,
             "missing_input": ~predictable,
         },
-        started=started,
     )
     if not (fit_rows.size and predictable.any()):
         return job
@@ -245,7 +263,8 @@ def train_jobs(
     model_name: str, jobs: Sequence[FoldJob], n_classes: int, settings: TrainSettings
 ) -> None:
     """Train the torch members of ``jobs`` together (`train_models`) and fill in their
-    test probabilities and training facts, in place."""
+    test probabilities and training facts, in place. ``info["seconds"]``: the job's
+    `FoldJob.own_seconds` plus its share of its group's training time."""
     pending = [job for job in jobs if job.member is not None]
     if pending:
         device = resolve_device(settings.device)
@@ -253,12 +272,14 @@ def train_jobs(
         with torch_threads():
             trained = train_models(factory, [job.member for job in pending], settings, device)
             for job, result in zip(pending, trained, strict=True):
+                started = time.perf_counter()
                 x_test = to_device(job.x_test, device)
                 job.proba[job.test_rows] = predict_proba(result.model, x_test)
-                job.info |= result.info
+                job.info |= result.info  # its "seconds": its share of the group's training
                 job.member = None  # free the training data
+                job.own_seconds += time.perf_counter() - started
     for job in jobs:
-        job.info["seconds"] = job.info.get("seconds", 0.0) + time.perf_counter() - job.started
+        job.info["seconds"] = job.info.get("seconds", 0.0) + job.own_seconds
 
 
 def fit_predict(
