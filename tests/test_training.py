@@ -341,6 +341,18 @@ def test_fold_seconds_add_up_to_the_run(folds_per_group):
     assert 0.5 * wall < sum(seconds) <= wall
 
 
+def test_folds_are_cut_into_tasks_of_equal_size():
+    from mmhe.evaluation.folds import even_chunks
+
+    assert [len(c) for c in even_chunks(list(range(10)), 8)] == [5, 5]
+    assert [len(c) for c in even_chunks(list(range(10)), 3)] == [2, 3, 2, 3]
+    assert [len(c) for c in even_chunks(list(range(4)), 1)] == [1, 1, 1, 1]
+    assert [i for c in even_chunks(list(range(17)), 4) for i in c] == list(range(17))
+    x, y, g = DATA["physio"], DATA["y"], DATA["groups"]
+    out = run_folds("physio_mlp", x, y, g, FOLDS[:5], epochs=1, folds_per_group=4)
+    assert [info["folds_in_group"] for info in out.attrs["folds"]] == [2, 2, 3, 3, 3]
+
+
 def test_missing_inputs_are_predicted_not_dropped():
     x, y, g = DATA["physio"].copy(), DATA["y"], DATA["groups"]
     x[[0, 1, 65]] = np.nan  # samples 0, 1 are in fold 0's test set, 65 in training

@@ -22,6 +22,8 @@ Parallelism and threads
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -107,6 +109,11 @@ def _to_global(record: dict[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
     return {**record, "rows": mapped, "global": True}
 
 
+_MEASURING = threading.Lock()
+"""Held while this process measures a training step (`mmhe.evaluation.runner` runs
+combinations from two threads)."""
+
+
 def _folds_per_task(
     model_name: str,
     X: ArrayInput,
@@ -134,13 +141,22 @@ def _folds_per_task(
         return 1
     member = job.member
     rows = np.arange(min(member.n, settings.batch_size))
-    with torch_threads():
+    with _MEASURING, torch_threads():  # torch's RNG and thread count are process-wide
         model = build_member_model(
             model_factory(model_name, n_classes, job.shape, settings), member
         )
         with seeded_torch(member.seeds[0]):
             profile = profile_step(model, index_rows(member.x, rows), member.y[rows], member.n)
     return group_limit(profile, settings, resolve_device(settings.device))
+
+
+def even_chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """``items`` in order, cut into the fewest chunks of at most ``size`` whose lengths
+    differ by at most one: 10 folds with ``size`` 8 become two tasks of 5, not 8 and 2
+    (the second worker would idle while the first trains its 8)."""
+    n_chunks = -(-len(items) // max(size, 1))
+    bounds = [len(items) * i // n_chunks for i in range(n_chunks + 1)]
+    return [list(items[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def _fold_table(
@@ -225,9 +241,10 @@ def run_folds(
         and ``stimuli`` for stimulus-grouped ones; see `audit_split`).
     device : where torch models train: "auto" (CUDA when torch sees a GPU), "cpu",
         "cuda" or "cuda:N"; resolved here, every worker uses it.
-    folds_per_group : folds trained together as one stacked model and run as one task
-        (default: the engine's rule, `mmhe.evaluation.planning.plan_groups`; predictions
-        are the same for any grouping, to float rounding).
+    folds_per_group : most folds trained together as one stacked model and run as one
+        task (default: the engine's rule, `mmhe.evaluation.planning.plan_groups`); the
+        folds are cut into tasks of equal size (`even_chunks`). Predictions are the
+        same for any grouping, to float rounding.
     engine : "auto" ("stacked" on the CPU, "sequential" on a GPU), "stacked"
         (`mmhe.evaluation.engine`: the registry module itself, any model, any device),
         "sequential" (the same engine, one fold per group and task) or "fused"
@@ -280,7 +297,7 @@ def run_folds(
     )
     size = _folds_per_task(model_name, X, y, groups, folds[0], k, settings)
     settings = replace(settings, folds_per_group=size)  # the tasks need not measure again
-    chunks = [folds[i : i + size] for i in range(0, len(folds), size)]
+    chunks = even_chunks(folds, size)
     by_index = {f.index: f for f in folds}
     spec = model_spec(model_name)
     registered = spec if spec.registered else None
