@@ -341,8 +341,10 @@ def test_scheduler_local_means_a_local_cluster_everywhere(monkeypatch):
     assert scheduler("local") == "local" and scheduler(None) is None
     assert scheduler("auto") is None
     assert parallel.choose_scheduler("local", 1) is None  # None = a new local cluster
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 1)
+    assert parallel.choose_scheduler(None, 10) == "sync"  # 1 core: in this process
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
-    assert parallel.choose_scheduler(None, 10) == "sync"  # 2 cores: in this process
+    assert parallel.choose_scheduler(None, 10) is None  # 2 cores: a local cluster
     monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
     assert parallel.choose_scheduler("auto", 10) is None
     assert parallel.choose_scheduler(None, 1) == "sync"  # one task: no cluster

@@ -110,6 +110,34 @@ class _StageCache:
         os.replace(tmp, self.path)
 
 
+class _SharedCluster:
+    """The one local Dask cluster of a demo run: started when a stage first needs it,
+    then used by ingest, features and the benchmark (its workers import MNE, NeuroKit2,
+    OpenCV and torch once, not once per stage), closed at the end."""
+
+    def __init__(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+        self.cluster = None
+
+    def address(self, chosen: str | None) -> str:
+        """The scheduler a stage gets: ``chosen`` ("sync" or an address) as it is, and
+        instead of None (a new local cluster) this run's cluster."""
+        if chosen is not None:
+            return chosen
+        if self.cluster is None:
+            from mmhe.parallel import local_cluster
+
+            self.cluster = local_cluster(self.n_workers)
+        return self.cluster.scheduler_address
+
+    def __enter__(self) -> _SharedCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+
+
 @dataclass
 class DemoResult:
     """Where everything went, the results table and the seconds each stage took."""
@@ -135,11 +163,11 @@ def run_demo(
 ) -> DemoResult:
     """Run (or resume) the whole demo in `out`; returns its `DemoResult`.
 
-    scheduler : None / "auto" (default) chooses as measured (`mmhe.parallel`): ingest
-        and features in this process below 4 cores (a local cluster costs more CPU there
-        and is no faster), the benchmark's folds on a local Dask cluster of ``n_workers``
-        single-threaded processes from 2 cores (1.8x faster than in-process); "local"
-        forces the cluster, "sync" this process, an address an existing cluster.
+    scheduler : None / "auto" (default) chooses as measured (`mmhe.parallel`): from 2
+        cores one local Dask cluster of ``n_workers`` single-threaded processes for
+        ingest, features and the benchmark's folds (1.09x, 1.24x and 1.8x faster than
+        this process); "local" forces the cluster, "sync" this process, an address an
+        existing cluster.
     seeds : training seeds per model (the demo's default: `DEMO_SEEDS`).
     """
     from mmhe.evaluation.runner import run_benchmark
@@ -162,7 +190,7 @@ def run_demo(
     say(f"1/7 synthesising the {preset!r} preset into {raw}")
     generate(raw, preset=preset, seed=seed)  # resumes a previous tree of the same preset
     stage("synth", started)
-    from mmhe.parallel import TRAINING_CLUSTER_MIN_CORES, choose_scheduler
+    from mmhe.parallel import choose_scheduler
 
     def where(chosen: str | None) -> str:
         return "this process" if chosen == "sync" else chosen or "a local Dask cluster"
@@ -188,45 +216,48 @@ def run_demo(
     )
     stage("validate", started)
 
-    started = time.perf_counter()
-    say(f"3/7 ingesting into {store_root}")
-    unchanged = (
-        cache.get("ingest", fingerprint) is not None and (store_root / "latest.json").is_file()
-    )
-    version = ingest(
-        raw,
-        store_root,
-        # the same raw tree as last time: every participant's provenance key is still
-        # checked, in this process (no cluster to start for a check)
-        scheduler="sync" if unchanged else data_scheduler,
-        n_workers=n_workers,
-    )
-    cache.put("ingest", fingerprint, {"version": version.name})
-    stage("ingest", started)
+    with _SharedCluster(n_workers) as cluster:
+        started = time.perf_counter()
+        say(f"3/7 ingesting into {store_root}")
+        unchanged = (
+            cache.get("ingest", fingerprint) is not None and (store_root / "latest.json").is_file()
+        )
+        version = ingest(
+            raw,
+            store_root,
+            # the same raw tree as last time: every participant's provenance key is still
+            # checked, in this process (no cluster to start for a check)
+            scheduler="sync" if unchanged else cluster.address(data_scheduler),
+            n_workers=n_workers,
+        )
+        cache.put("ingest", fingerprint, {"version": version.name})
+        stage("ingest", started)
 
-    config = demo_config(seeds)
-    started = time.perf_counter()
-    say("4/7 features (face flow, EEG band power, physiology)")
-    compute_features(
-        version,
-        ("face", "eeg", "physio"),
-        config=config.features,
-        scheduler=data_scheduler,
-        n_workers=n_workers,
-    )
-    stage("features", started)
+        config = demo_config(seeds)
+        started = time.perf_counter()
+        say("4/7 features (face flow, EEG band power, physiology)")
+        compute_features(
+            version,
+            ("face", "eeg", "physio"),
+            config=config.features,
+            scheduler=cluster.address(data_scheduler),
+            n_workers=n_workers,
+        )
+        stage("features", started)
 
-    started = time.perf_counter()
-    say("5/7 benchmark (compound task, LOSO)")
-    folds = n_participants * len(config.runs) * seeds
-    train_scheduler = choose_scheduler(
-        scheduler, folds, n_workers, min_cores=TRAINING_CLUSTER_MIN_CORES
-    )
-    say(f"  training runs in {where(train_scheduler)}")
-    results = run_benchmark(
-        version, config, run_dir, scheduler=train_scheduler or "local", n_workers=n_workers
-    )
-    stage("benchmark", started)
+        started = time.perf_counter()
+        say("5/7 benchmark (compound task, LOSO)")
+        folds = n_participants * len(config.runs) * seeds
+        train_scheduler = choose_scheduler(scheduler, folds, n_workers)
+        say(f"  training runs in {where(train_scheduler)}")
+        results = run_benchmark(
+            version,
+            config,
+            run_dir,
+            scheduler=cluster.address(train_scheduler),
+            n_workers=n_workers,
+        )
+        stage("benchmark", started)
 
     started = time.perf_counter()
     say("6/7 dataset statistics")

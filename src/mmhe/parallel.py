@@ -5,20 +5,21 @@ it was measured to pay; ``"local"`` starts a `distributed.LocalCluster` (process
 thread each, with `WORKER_ENVIRON`); ``"tcp://host:8786"`` (any address) connects to an
 existing scheduler; ``"sync"`` runs the tasks one after another in this process.
 
-Measured on the demo preset (10 participants) on a 2-core machine shared with other jobs,
-local cluster of 2 workers against this process, runs alternated:
+Measured on the demo preset (10 participants), 2-core machine, local cluster of 2
+workers against this process, 3 alternated pairs each (``mmhe ingest RAW --scheduler
+sync|local``, ``mmhe features STORE --flow dis|tvl1 --scheduler sync|local``):
 
-- ingest and features (short tasks, much I/O, heavy imports): the cluster used 1.35x
-  (ingest) and 1.5x (features) the CPU seconds and was no faster in wall time (ingest
-  35.7 / 23.8 s against 24.5 / 29.8 s; features 61.3 / 48.0 s against 44.5 / 39.8 s): two
-  workers plus the scheduler, the nannies and this process share two cores, every worker
-  imports MNE, NeuroKit2, OpenCV, dlib and torch again (spawned processes) and results
-  travel by pickling. So "auto" runs them here below `LOCAL_CLUSTER_MIN_CORES` cores.
-  On the same machine left idle the cluster wins (features 24.1 s against 32.2 s, ingest
-  15.8 s against 19.2 s): pass ``"local"`` on a 2-core machine of your own.
+- ingest: 22.2 s in this process against 20.3 s on the cluster (1.09x); features with DIS
+  flow 34.8 s against 28.1 s (1.24x), with TV-L1 44.1 s against 35.4 s (1.25x). The
+  cluster costs more CPU seconds (ingest 1.26x, features 1.16x with DIS, 1.02x with
+  TV-L1): every worker imports MNE, NeuroKit2, OpenCV and torch again, and results
+  travel by pickling; the second core more than pays for it. So "auto" uses a local
+  cluster from `LOCAL_CLUSTER_MIN_CORES` = 2 cores when there are at least two tasks
+  per worker. (Before the allocator settings of `WORKER_ENVIRON`, the cluster was no
+  faster than this process on 2 cores, and "auto" kept ingest and features here below
+  4 cores.) `mmhe demo` starts one cluster for ingest, features and training.
 - training folds (the benchmark; minutes of CPU per task, little data): on a quiet
-  machine the cluster took 132 s against 241 s in this process (3 seeds), so "auto"
-  uses it from 2 cores (``min_cores=2`` in `mmhe.evaluation.runner.run_benchmark`).
+  machine the cluster took 132 s against 241 s in this process (3 seeds).
 
 Inside one task, `task_threads` says how many threads it may use (its worker's count in
 a cluster, every core in this process): the EEG session filter runs its FFTs on them and
@@ -42,10 +43,8 @@ from typing import Any
 
 Task = tuple  # (function, *arguments)
 
-LOCAL_CLUSTER_MIN_CORES = 4
-"""Cores below which ``scheduler="auto"`` runs ingest and features in this process."""
-TRAINING_CLUSTER_MIN_CORES = 2
-"""Cores from which ``scheduler="auto"`` trains folds on a local cluster."""
+LOCAL_CLUSTER_MIN_CORES = 2
+"""Cores from which ``scheduler="auto"`` starts a local cluster (see the module doc)."""
 
 WORKER_ENVIRON = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),

@@ -19,7 +19,7 @@ def demo_command(
     seeds: int = typer.Option(3, min=1, help="Training seeds per model."),
     scheduler: str | None = typer.Option(
         "auto",
-        help="'auto' (this process below 4 cores, else a local Dask cluster of 2 workers), "
+        help="'auto' (a local Dask cluster of 2 workers from 2 cores, else this process), "
         "'local', 'sync' (this process) or an address.",
     ),
 ) -> None:

@@ -29,7 +29,7 @@ def features_command(
     ),
     scheduler: str | None = typer.Option(
         None,
-        help="'auto' (default: this process below 4 cores, else a local Dask cluster), "
+        help="'auto' (default: a local Dask cluster from 2 cores, else this process), "
         "'local', 'sync' or a scheduler address.",
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),

@@ -30,7 +30,7 @@ def spot_command(
     ),
     scheduler: str | None = typer.Option(
         None,
-        help="'auto' (default: this process below 4 cores, else a local cluster), 'local', "
+        help="'auto' (default: a local cluster from 2 cores, else this process), 'local', "
         "'sync' or an address.",
     ),
     workers: int = typer.Option(2, help="Workers of the local cluster."),

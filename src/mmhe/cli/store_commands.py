@@ -22,7 +22,7 @@ from mmhe.cli._console import make_console
 from mmhe.store.problems import localise
 
 SCHEDULER_HELP = (
-    "'auto' (default: this process below 4 cores, else a local Dask cluster), 'local', "
+    "'auto' (default: a local Dask cluster from 2 cores, else this process), 'local', "
     "'sync' (this process) or a scheduler address tcp://HOST:PORT."
 )
 
