@@ -557,8 +557,12 @@ def run_benchmark(
         if client is None:
             outcomes = [run(spec) for spec in specs]
         else:  # the next combination's folds fill the workers the last folds leave idle
-            with ThreadPoolExecutor(COMBINATIONS_IN_FLIGHT, thread_name_prefix="mmhe-run") as pool:
+            pool = ThreadPoolExecutor(COMBINATIONS_IN_FLIGHT, thread_name_prefix="mmhe-run")
+            try:
                 outcomes = list(pool.map(run, specs))
+            finally:  # on an error or Ctrl-C, do not wait for the other combination:
+                # closing the client (below) ends its wait for its folds
+                pool.shutdown(wait=False, cancel_futures=True)
     provenance = {
         "store": str(store_path),
         "store_version": store_path.name,
