@@ -44,3 +44,20 @@ def test_demo_runs_end_to_end_then_reuses_caches(tmp_path):
     assert again.exit_code == 0, again.output
     assert {p: p.stat().st_mtime_ns for p in cached} == cached  # nothing recomputed
     pd.testing.assert_frame_equal(results, pd.read_csv(out / "run" / "results.csv"))
+
+
+def test_demo_stages_share_one_local_cluster():
+    """Ingest, features and training get the same scheduler address; "sync" and given
+    addresses pass through; the cluster is closed at the end."""
+    from distributed import Client
+
+    from mmhe.demo import _SharedCluster
+
+    with _SharedCluster(1) as shared:
+        assert shared.address("sync") == "sync" and shared.cluster is None  # nothing started
+        first = shared.address(None)
+        assert first.startswith("tcp://") and shared.address(None) == first
+        assert shared.address("tcp://elsewhere:8786") == "tcp://elsewhere:8786"
+        with Client(first) as client:
+            assert len(client.scheduler_info()["workers"]) == 1
+    assert shared.cluster.status.name == "closed"
