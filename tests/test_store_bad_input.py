@@ -349,7 +349,7 @@ def test_scheduler_local_means_a_local_cluster_everywhere(monkeypatch):
     assert parallel.choose_scheduler("auto", 10) is None
     assert parallel.choose_scheduler(None, 1) == "sync"  # one task: no cluster
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
-    assert parallel.choose_scheduler(None, 40, min_cores=2) is None  # training folds
-    assert parallel.choose_scheduler(None, 3, min_cores=2) == "sync"  # < 2 per worker
+    assert parallel.choose_scheduler(None, 40) is None  # training folds
+    assert parallel.choose_scheduler(None, 3) == "sync"  # < 2 per worker
     assert parallel.choose_scheduler("tcp://h:8786", 1) == "tcp://h:8786"
     assert scheduler("sync") == "sync" and scheduler("tcp://10.0.0.1:8786") == "tcp://10.0.0.1:8786"

@@ -185,18 +185,17 @@ def choose_scheduler(
     scheduler: str | None,
     n_tasks: int,
     n_workers: int = 2,
-    min_cores: int = LOCAL_CLUSTER_MIN_CORES,
 ) -> str | None:
     """The scheduler a run of ``n_tasks`` tasks uses: "sync", None (a new local cluster)
     or an address.
 
-    None / "auto": "sync" when fewer than ``min_cores`` cores are usable, when there are
-    fewer tasks than two per worker or a single worker, else a local cluster (see the
-    module doc for the measurements behind ``min_cores``); "local": a local cluster;
-    "sync" and addresses are kept.
+    None / "auto": "sync" when fewer than `LOCAL_CLUSTER_MIN_CORES` cores are usable,
+    when there are fewer tasks than two per worker or a single worker, else a local
+    cluster (see the module doc for the measurements behind it); "local": a local
+    cluster; "sync" and addresses are kept.
     """
     if scheduler in (None, "auto"):
-        if n_workers < 2 or n_tasks < 2 * n_workers or usable_cores() < min_cores:
+        if n_workers < 2 or n_tasks < 2 * n_workers or usable_cores() < LOCAL_CLUSTER_MIN_CORES:
             return "sync"
         return None
     if scheduler == "local":

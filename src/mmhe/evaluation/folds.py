@@ -110,8 +110,8 @@ def _to_global(record: dict[str, Any], train_idx: np.ndarray) -> dict[str, Any]:
 
 
 _MEASURING = threading.Lock()
-"""Held while this process measures a training step (`mmhe.evaluation.runner` runs
-combinations from two threads)."""
+"""Held while this process sizes the tasks (`_folds_per_task` builds and measures a model
+under a torch seed; `mmhe.evaluation.runner` runs combinations from two threads)."""
 
 
 def _folds_per_task(
@@ -141,7 +141,7 @@ def _folds_per_task(
         return 1
     member = job.member
     rows = np.arange(min(member.n, settings.batch_size))
-    with _MEASURING, torch_threads():  # torch's RNG and thread count are process-wide
+    with torch_threads():
         model = build_member_model(
             model_factory(model_name, n_classes, job.shape, settings), member
         )
@@ -295,7 +295,8 @@ def run_folds(
         folds_per_group=folds_per_group,
         engine=engine,
     )
-    size = _folds_per_task(model_name, X, y, groups, folds[0], k, settings)
+    with _MEASURING:  # it seeds torch, whose RNG and thread count are process-wide
+        size = _folds_per_task(model_name, X, y, groups, folds[0], k, settings)
     settings = replace(settings, folds_per_group=size)  # the tasks need not measure again
     chunks = even_chunks(folds, size)
     by_index = {f.index: f for f in folds}
