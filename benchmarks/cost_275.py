@@ -63,12 +63,12 @@ def measure(out: Path) -> dict[str, float]:
     m["raw_camera"] = sum(_size(p) for p in raw.glob("*/Camera")) / n
     m["raw_clips"] = sum(_size(p) for p in raw.glob("*/Clips")) / n
     parts = store.path / "participants"
-    for name in ("eeg", "eeg_continuous", "physio", "frames"):
+    for name in ("eeg_continuous", "physio", "frames"):
         m[f"store_{name}"] = sum(_size(parts / p / "arrays.zarr" / name) for p in people) / n
     m["store_total"] = _size(store.path) / n
     m["features"] = sum(_size(p) for p in (store.path / "features").glob("*")) / n
-    group = store._group(people[0])
-    m["eeg_min"] = group["eeg_continuous"].shape[1] / float(group["eeg"].attrs["sfreq"]) / 60
+    eeg = store.eeg(people[0])
+    m["eeg_min"] = eeg.session.shape[1] / float(eeg.attrs["sfreq"]) / 60
     trials = store.trials()
     m["biopac_min"] = trials.groupby("subject_id")["n_physio_samples"].sum().mean() / 60000
     expressions = store.expressions()
@@ -116,7 +116,7 @@ def scale(m: dict[str, float]) -> list[tuple[str, str, str, str]]:
 
     add("raw EEG", m["raw_eeg"], eeg, "EEG minutes")
     add("raw BIOPAC", m["raw_biopac"], biopac, "BIOPAC minutes")
-    add("store: EEG trials + continuous", m["store_eeg"] + m["store_eeg_continuous"], eeg,
+    add("store: EEG (the session; trials are views)", m["store_eeg_continuous"], eeg,
         "EEG minutes")  # fmt: skip
     add("store: physiology", m["store_physio"], biopac, "BIOPAC minutes")
     add("store: face frames", m["store_frames"], frames, "stored frame pixels")

@@ -147,8 +147,10 @@ def _assert_same_store(a: Path, b: Path) -> None:
     for sid in MMHEStore(a).participant_ids():
         ga = zarr.open_group(str(a / "participants" / sid / "arrays.zarr"), mode="r")
         gb = zarr.open_group(str(b / "participants" / sid / "arrays.zarr"), mode="r")
-        for key in ("eeg", "physio", "eeg_continuous"):
+        assert "eeg" not in ga  # the trials' EEG is a view of the session, stored once
+        for key in ("physio", "eeg_continuous", "eeg_start", "n_eeg_samples"):
             np.testing.assert_array_equal(ga[key][...], gb[key][...])
+        np.testing.assert_array_equal(MMHEStore(a).eeg(sid)[...], MMHEStore(b).eeg(sid)[...])
         keys = sorted(ga["frames"].group_keys())
         assert keys and keys == sorted(gb["frames"].group_keys())
         for key in keys:
@@ -204,8 +206,13 @@ def test_other_parameters_make_a_new_version(synth_tiny, store_tiny, tmp_path):
     assert grey.name != store_tiny.name and (out / store_tiny.name).is_dir()
     frames = MMHEStore(grey).frames(MMHEStore(grey).expressions()["expression_id"][0])
     assert frames.shape[-1] == 1 and max(frames.shape[1:3]) == 64
-    # without the continuous EEG: trial epochs from the trials, a clear line for raw()
+    # without the continuous EEG: the trials stored, equal to the views of the session;
+    # trial epochs from the trials, a clear line for raw()
     sid = MMHEStore(grey).participant_ids()[0]
+    stored, view = MMHEStore(grey).eeg(sid), MMHEStore(out, version=store_tiny.name).eeg(sid)
+    assert type(stored).__name__ == "Array" and type(view).__name__ == "TrialEEG"
+    np.testing.assert_array_equal(stored[...], view[...])
+    assert dict(stored.attrs) == view.attrs
     np.testing.assert_array_equal(
         MMHEStore(grey).trial_epochs(sid).get_data(),
         MMHEStore(out, version=store_tiny.name).trial_epochs(sid).get_data(),

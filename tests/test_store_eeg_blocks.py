@@ -1,4 +1,5 @@
-"""Ingest reads the EEG once, in blocks, and cuts every trial from the blocks it spans."""
+"""Ingest reads the EEG once, in blocks: the session is stored once and trials are views
+of it, or (without the session) every trial is cut from the blocks it spans."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import zarr
 
 from mmhe.store import participant
 from mmhe.store.participant import Inspection, _write_eeg
+from mmhe.store.trial_view import TrialEEG
 
 
 def _raw(n: int = 5_000) -> mne.io.RawArray:
@@ -38,7 +40,13 @@ def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, 
     found = Inspection("sub-001", files=None, raw=raw)
     group = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
     _write_eeg(group, found, trials, None, continuous)
-    stored = group["eeg"][...]
+    if continuous:  # one copy of the samples: trials are spans of the session
+        assert "eeg" not in group
+        eeg = TrialEEG(group["eeg_continuous"], group["eeg_start"][:], group["n_eeg_samples"][:])
+    else:
+        eeg = group["eeg"]
+    stored = eeg[...]
+    assert stored.shape == (5, 3, 2150)
     for i, (start, stop) in enumerate(zip(starts, stops, strict=True)):
         expected = raw.get_data(picks=[0, 1, 2], start=start, stop=stop).astype("float32")
         np.testing.assert_array_equal(stored[i, :, : stop - start], expected)
@@ -50,5 +58,6 @@ def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, 
             group["eeg_continuous"][...], raw.get_data(picks=[0, 1, 2]).astype("float32")
         )
         assert group["eeg_continuous"].attrs["sfreq"] == 1000.0
-    assert group["eeg"].attrs["channels"] == ["Fp1", "Cz", "O2"]
-    assert group["eeg"].attrs["coordinates"] == "marker category eeg_channel_type"
+    assert eeg.attrs["channels"] == ["Fp1", "Cz", "O2"]
+    assert eeg.attrs["coordinates"] == "marker category eeg_channel_type"
+    assert group["eeg_time"].shape == (2150,)

@@ -8,9 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 """Bumped when the store layout changes; part of every version hash (2: Zarr dimension
-names and coordinates, continuous EEG, one group per expression's frames)."""
+names and coordinates, continuous EEG, one group per expression's frames; 3: trials'
+EEG read as views of the continuous session, not stored twice)."""
 
 
 class IngestConfig(BaseModel):
@@ -22,9 +23,11 @@ class IngestConfig(BaseModel):
     frame_size : longest side in pixels of stored face frames (None keeps the original).
     frame_color : ``rgb`` or ``grey``.
     include_rest : keep the rest block (marker 100) as a trial.
-    keep_continuous_eeg : also store the whole EEG session (``eeg_continuous``), for
-        filtering and ICA before epoching (`MMHEStore.raw`); about the size of the EEG
-        file again.
+    keep_continuous_eeg : store the whole EEG session (``eeg_continuous``), for
+        filtering and ICA before epoching (`MMHEStore.raw`); the trials are then read as
+        views of it (`mmhe.store.trial_view`). False stores only the trials' samples (an
+        ``eeg`` array of trials x channels x samples): smaller when the trials cover
+        little of the session, and no continuous analysis.
     video_size : side in pixels of the grey face crops of every frame of every trial
         stored for spotting (`mmhe.store.videos`; e.g. 128); None stores no whole-trial
         videos.

@@ -66,7 +66,7 @@ def _session_window(store: MMHEStore, subject_id: str, start: int, stop: int) ->
     zeros where the window leaves the recording. Reads the continuous EEG when the store
     keeps it, else the trial that holds the whole window."""
     group = store._group(subject_id)
-    n_channels = group["eeg"].shape[1]
+    n_channels = store.eeg(subject_id).shape[1]
     out = np.zeros((n_channels, stop - start))
     if "eeg_continuous" in group:
         array = group["eeg_continuous"]
@@ -87,7 +87,7 @@ def _session_window(store: MMHEStore, subject_id: str, start: int, stop: int) ->
         )
     trial = inside.iloc[0]
     offset = int(trial["eeg_start"])
-    out[:] = group["eeg"][int(trial["trial_index"]), :, start - offset : stop - offset]
+    out[:] = store.eeg(subject_id)[int(trial["trial_index"]), :, start - offset : stop - offset]
     return out
 
 
@@ -199,7 +199,7 @@ def expression_epochs(
         raise ConfigError(f"lock must be 'onset' or 'apex', got {lock!r}")
     if tmax <= tmin:
         raise ConfigError(f"tmax ({tmax}) must be after tmin ({tmin})")
-    eeg = store._group(subject_id)["eeg"]
+    eeg = store.eeg(subject_id)
     sfreq = float(eeg.attrs["sfreq"])
     table = store.expressions(participant=subject_id, located=True, kind=kind)
     table = table[table[f"eeg_{lock}"].notna()].reset_index(drop=True)
@@ -292,7 +292,7 @@ def trial_epochs(
 
     if pad not in ("zeros", "recording"):
         raise ConfigError(f"pad must be 'zeros' or 'recording', got {pad!r}")
-    eeg = store._group(subject_id)["eeg"]
+    eeg = store.eeg(subject_id)
     sfreq = float(eeg.attrs["sfreq"])
     trials = store.trials(participant=subject_id).sort_values("trial_index")
     trials = trials.reset_index(drop=True)

@@ -487,9 +487,10 @@ def write_participant(found: Inspection, out_dir: Path, config: IngestConfig) ->
     """Write one inspected participant into `out_dir` (a fresh folder): tables and arrays.
 
     Layout: ``{trials,expressions,events,alignment,issues,action_units}.parquet`` and
-    ``arrays.zarr`` with ``eeg`` and ``physio`` (trials x channels x samples, float32, NaN
-    after a trial's end, one chunk per trial), ``eeg_continuous`` (channels x samples of
-    the whole session, when ``config.keep_continuous_eeg``),
+    ``arrays.zarr`` with ``eeg_continuous`` (channels x samples of the whole session;
+    trials are views of it, `mmhe.store.trial_view`) or, without
+    ``config.keep_continuous_eeg``, ``eeg`` (trials x channels x samples), ``physio``
+    (trials x channels x samples, float32, NaN after a trial's end, one chunk per trial),
     ``frames/<expression_id>/image`` (frames x H x W x C, uint8, one chunk per frame),
     each with dimension names and coordinates (`mmhe.store.zarr_arrays`); with
     ``config.video_size`` also ``videos/<trial_index>`` (every frame of the trial as a
@@ -630,9 +631,14 @@ def _write_frames(
 def _write_eeg(
     group, found: Inspection, trials: pd.DataFrame, compressors, continuous: bool
 ) -> None:
-    """``eeg`` (trials) and, when ``continuous``, ``eeg_continuous`` (the session), from
-    one pass over the recording in `CONTINUOUS_CHUNK_SAMPLES` blocks: each sample is read
-    (and calibrated by MNE) once, and every trial is cut from the blocks it spans."""
+    """The EEG from one pass over the recording in `CONTINUOUS_CHUNK_SAMPLES` blocks (each
+    sample read, and calibrated by MNE, once).
+
+    With ``continuous``: ``eeg_continuous`` (the session) and, along ``trial``, each
+    trial's ``eeg_start`` and ``n_eeg_samples`` on it; trials are read as views of the
+    session (`mmhe.store.trial_view`), not stored twice. Without: ``eeg`` (trials x
+    channels x samples, NaN after a trial's end), every trial cut from the blocks it
+    spans."""
     raw = found.raw
     kinds = raw.get_channel_types()
     picks = [i for i, kind in enumerate(kinds) if kind != "stim"]
@@ -640,32 +646,19 @@ def _write_eeg(
     starts = trials["eeg_start"].astype(int).to_numpy()
     stops = trials["eeg_stop"].astype(int).to_numpy()
     lengths = stops - starts
-    shape = (len(trials), len(picks), int(lengths.max()))
+    longest = int(lengths.max())
     channel_attrs = {
         "channels": [raw.ch_names[i] for i in picks],
         "channel_types": [kinds[i] for i in picks],
         "sfreq": sfreq,
         "unit": "V",
     }
-    array = create_data_array(
-        group,
-        "eeg",
-        shape=shape,
-        dtype="float32",
-        chunks=(1, *shape[1:]),
-        dims=("trial", "eeg_channel", "eeg_time"),
-        coordinates=("marker", "category", "eeg_channel_type"),
-        fill_value=math.nan,
-        compressors=compressors,
-        attrs=channel_attrs,
-    )
     _trial_coordinates(group, trials)
     _eeg_channel_coordinates(group, raw, picks)
-    write_coordinate(group, "eeg_time", seconds(shape[2], sfreq), "eeg_time", attrs={"units": "s"})
+    write_coordinate(group, "eeg_time", seconds(longest, sfreq), "eeg_time", attrs={"units": "s"})
     n = int(raw.n_times)
-    session = None
     if continuous:
-        session = create_data_array(
+        array = create_data_array(
             group,
             "eeg_continuous",
             shape=(len(picks), n),
@@ -684,14 +677,40 @@ def _write_eeg(
             chunk=CONTINUOUS_CHUNK_SAMPLES,
             attrs={"units": "s", "long_name": "seconds from the EEG recording's first sample"},
         )
-    first, last = (0, n) if continuous else (int(starts.min()), int(stops.max()))
+        span = {"units": "samples", "long_name": "on eeg_session_time; the trial's EEG is "}
+        write_coordinate(
+            group, "eeg_start", starts.astype(np.int64), "trial",
+            attrs={**span, "long_name": span["long_name"] + "eeg_continuous from here"},
+        )  # fmt: skip
+        write_coordinate(
+            group, "n_eeg_samples", lengths.astype(np.int64), "trial",
+            attrs={**span, "long_name": span["long_name"] + "this many samples from eeg_start"},
+        )  # fmt: skip
+        with background_writes() as submit:  # a block is written while the next is read
+            for block in range(0, n, CONTINUOUS_CHUNK_SAMPLES):
+                end = min(n, block + CONTINUOUS_CHUNK_SAMPLES)
+                data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
+                submit(array.__setitem__, (slice(None), slice(block, end)), data)
+        trials["n_eeg_samples"] = lengths
+        return
+    array = create_data_array(
+        group,
+        "eeg",
+        shape=(len(trials), len(picks), longest),
+        dtype="float32",
+        chunks=(1, len(picks), longest),
+        dims=("trial", "eeg_channel", "eeg_time"),
+        coordinates=("marker", "category", "eeg_channel_type"),
+        fill_value=math.nan,
+        compressors=compressors,
+        attrs=channel_attrs,
+    )
+    first, last = int(starts.min()), int(stops.max())
     pending: dict[int, np.ndarray] = {}  # trial -> its samples while its blocks are read
-    with background_writes() as submit:  # a block is written while the next is read
+    with background_writes() as submit:  # a trial is written while the next block is read
         for block in range(first, last, CONTINUOUS_CHUNK_SAMPLES):
             end = min(last, block + CONTINUOUS_CHUNK_SAMPLES)
             data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
-            if session is not None:
-                submit(session.__setitem__, (slice(None), slice(block, end)), data)
             for i in np.flatnonzero((starts < end) & (stops > block) & (lengths > 0)):
                 low, high = max(starts[i], block), min(stops[i], end)
                 part = pending.setdefault(i, np.empty((len(picks), lengths[i]), dtype="float32"))

@@ -74,9 +74,10 @@ class MMHEStore:
         self.manifest: dict[str, Any] = json.loads((self.path / "manifest.json").read_text())
         self._cache: dict[str, pd.DataFrame] = {}
         self._groups: dict[str, Any] = {}  # opened arrays.zarr groups (read-only)
+        self._trial_views: dict[str, Any] = {}  # EEG trial arrays or views, per participant
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_groups": {}}  # a worker opens its own groups
+        return {**self.__dict__, "_groups": {}, "_trial_views": {}}  # a worker opens its own
 
     # ------------------------------------------------------------ tables
 
@@ -181,8 +182,29 @@ class MMHEStore:
         return group
 
     def eeg(self, subject_id: str):
-        """Lazy zarr array (trials x channels x samples, volts; NaN after a trial's end)."""
-        return self._group(subject_id)["eeg"]
+        """Each trial's EEG, lazy: trials x channels x samples (float32 volts, NaN after a
+        trial's end), indexed like a Zarr array. Since store format 3 a view of
+        ``eeg_continuous`` (`mmhe.store.trial_view.TrialEEG`); the stored ``eeg`` array of
+        older stores and of stores ingested without the continuous session. Raises
+        KeyError when the participant has no EEG."""
+        view = self._trial_views.get(subject_id)
+        if view is None:
+            group = self._group(subject_id)
+            if "eeg" in group:
+                view = group["eeg"]
+            elif "eeg_continuous" in group and "eeg_start" in group:
+                from mmhe.store.trial_view import TrialEEG
+
+                view = TrialEEG(
+                    group["eeg_continuous"],
+                    group["eeg_start"][:],
+                    group["n_eeg_samples"][:],
+                    self.path / "participants" / subject_id / "arrays.zarr",
+                )
+            else:
+                raise KeyError("eeg")
+            self._trial_views[subject_id] = view
+        return view
 
     def physio(self, subject_id: str):
         """Lazy zarr array (trials x channels x samples) of the BIOPAC signals."""
@@ -201,12 +223,29 @@ class MMHEStore:
     def to_xarray(self, subject_id: str, expression_id: str | None = None):
         """A participant's arrays as a lazy `xarray.Dataset` (dimension names, channel
         names, times in seconds; see `mmhe.store.zarr_arrays`), or with `expression_id`
-        that expression's frames (``image`` by ``frame`` and ``time``)."""
+        that expression's frames (``image`` by ``frame`` and ``time``). The trials' EEG
+        (``eeg``: trial x eeg_channel x eeg_time) is a lazy Dask array of one chunk per
+        trial, read from ``eeg_continuous`` since store format 3."""
         import xarray as xr
 
         path = self.path / "participants" / subject_id / "arrays.zarr"
         group = None if expression_id is None else f"frames/{expression_id}"
-        return xr.open_zarr(path, group=group, consolidated=True)
+        dataset = xr.open_zarr(path, group=group, consolidated=True)
+        if expression_id is not None or "eeg" in dataset:
+            return dataset
+        try:
+            view = self.eeg(subject_id)
+        except KeyError:
+            return dataset
+        import dask.array as da
+
+        from mmhe.store.trial_view import TRIAL_DIMS
+
+        data = da.from_array(view, chunks=(1, *view.shape[1:]), asarray=True, fancy=False)
+        attrs = {k: v for k, v in view.attrs.items() if k != "coordinates"}
+        dataset["eeg"] = xr.DataArray(data, dims=TRIAL_DIMS, attrs=attrs)
+        along = ("marker", "category", "eeg_channel_type", "eeg_start", "n_eeg_samples")
+        return dataset.set_coords([name for name in along if name in dataset.data_vars])
 
     def video(self, subject_id: str, trial_index: int):
         """Whole-trial face video (`mmhe.store.videos.TrialVideo`, lazy), if ingested

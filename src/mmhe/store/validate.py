@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mmhe.annotations import PseudonymMap
@@ -167,6 +168,30 @@ def validate_raw(
     return _report(details, problems), problems
 
 
+def _trial_eeg_mismatches(store, sid: str, trials: pd.DataFrame) -> list[str]:
+    """How the participant's trial EEG disagrees with its trials table (empty: it fits)."""
+    from mmhe.errors import InputFileError
+    from mmhe.store.trial_view import TrialEEG
+
+    try:
+        eeg = store.eeg(sid)
+    except (KeyError, InputFileError) as exc:
+        return [f"the trials' EEG cannot be read ({exc}): the store is damaged"]
+    shape = eeg.shape
+    if shape[0] != len(trials) or shape[2] < int(trials["n_eeg_samples"].max()):
+        return [f"eeg array {shape} does not fit {len(trials)} trials"]
+    if isinstance(eeg, TrialEEG):
+        ordered = trials.sort_values("trial_index")
+        starts = ordered["eeg_start"].astype("int64").to_numpy()
+        lengths = ordered["n_eeg_samples"].astype("int64").to_numpy()
+        if not (np.array_equal(starts, eeg.starts) and np.array_equal(lengths, eeg.lengths)):
+            return [
+                "the trials table and the EEG's trial spans (eeg_start, n_eeg_samples) "
+                "disagree: the store is damaged; ingest again into a new folder"
+            ]
+    return []
+
+
 def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
     """Health of a store: the per-participant report plus manifest-vs-array checks."""
     from mmhe.store.reader import MMHEStore
@@ -190,9 +215,7 @@ def validate_store(path: str | Path) -> tuple[pd.DataFrame, list[dict]]:
                 + ": the store is damaged; ingest again into a new folder"
             )
         if len(t):
-            shape = store.eeg(sid).shape
-            if shape[0] != len(t) or shape[2] < int(t["n_eeg_samples"].max()):
-                mismatches.append(f"eeg array {shape} does not fit {len(t)} trials")
+            mismatches += _trial_eeg_mismatches(store, sid, t)
         for e_row in e[e["stored_frames"] > 0].itertuples():
             try:
                 n = store.frame_array(e_row.expression_id).shape[0]

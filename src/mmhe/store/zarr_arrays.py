@@ -5,10 +5,10 @@ Layout of ``participants/<sid>/arrays.zarr`` (Zarr v3):
 ====================  ==============================================  =====================
 array                 dimensions                                      content
 ====================  ==============================================  =====================
-eeg                   (trial, eeg_channel, eeg_time)                  float32 volts, NaN
-                                                                      after a trial's end
 eeg_continuous        (eeg_channel, eeg_session_time)                 float32 volts, the
                                                                       whole session
+eeg (only without     (trial, eeg_channel, eeg_time)                  float32 volts, NaN
+keep_continuous_eeg)                                                  after a trial's end
 physio                (trial, physio_channel, physio_time)            float32, units per
                                                                       channel
 frames/<id>/image     (frame, y, x, color)                            uint8 face frames
@@ -20,9 +20,12 @@ Coordinates (arrays named like their dimension, opened by xarray as indexes):
 marker when ``trial_padding_s`` = 0), ``eeg_session_time`` (seconds from the EEG
 recording's first sample), ``frame`` (camera frame index, the numbers of the
 expressions table's ``frame_onset`` / ``frame_apex`` / ``frame_offset``), ``color``.
-Non-index coordinates: ``marker`` and ``category`` along ``trial``, ``eeg_channel_type``,
+Non-index coordinates: ``marker``, ``category``, ``eeg_start`` and ``n_eeg_samples`` (where
+each trial lies in ``eeg_continuous``, in samples) along ``trial``, ``eeg_channel_type``,
 ``physio_unit``, and ``time`` along ``frame`` (seconds on the EEG clock, the axis of
-``eeg_session_time``).
+``eeg_session_time``). The trials' EEG is ``eeg_continuous[:, eeg_start : eeg_start +
+n_eeg_samples]``; `MMHEStore.eeg` and `MMHEStore.to_xarray` give it as a trials x channels
+x samples array (`mmhe.store.trial_view`).
 
 >>> import xarray as xr                                                  # doctest: +SKIP
 >>> xr.open_zarr("STORE/v-.../participants/sub-001/arrays.zarr")       # doctest: +SKIP
