@@ -25,6 +25,7 @@ def _raw(n: int = 5_000) -> mne.io.RawArray:
 @pytest.mark.parametrize("continuous", [True, False])
 def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, continuous):
     monkeypatch.setattr(participant, "CONTINUOUS_CHUNK_SAMPLES", 700)  # trials span blocks
+    monkeypatch.setattr(participant, "CONTINUOUS_READ_SAMPLES", 300)  # 3 chunks per shard
     raw = _raw()
     # overlapping trials, one inside a single block, one ending on a block edge, one empty
     starts, stops = [100, 650, 1400, 2100, 3000], [1500, 2800, 2100, 2100, 4999]
@@ -58,6 +59,8 @@ def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, 
             group["eeg_continuous"][...], raw.get_data(picks=[0, 1, 2]).astype("float32")
         )
         assert group["eeg_continuous"].attrs["sfreq"] == 1000.0
+        assert group["eeg_continuous"].chunks == (3, 300)
+        assert group["eeg_continuous"].shards == (3, 900)
     assert eeg.attrs["channels"] == ["Fp1", "Cz", "O2"]
     assert eeg.attrs["coordinates"] == "marker category eeg_channel_type"
     assert group["eeg_time"].shape == (2150,)

@@ -5,9 +5,10 @@ Ingest stores the session once (``eeg_continuous``, channels x samples) and, alo
 samples on the session's clock, padding included). `TrialEEG` shows these spans as the
 trials x channels x samples array that stores kept as a second copy before store format
 3 (NaN after a trial's end), so readers index it as they index a Zarr array and only the
-asked samples are read. Measured on the demo raw tree (10 participants, ``mmhe ingest
---scheduler sync``, 2 alternated runs each): the store shrank from 1,372 to 867 MB, and
-ingest took 20.8-21.5 instead of 25.3-27.6 CPU-seconds.
+asked samples are read (5-s chunks inside 60-s shard files). Measured on the demo raw
+tree (10 participants, ``mmhe ingest --scheduler sync``, 3 alternated runs each against the
+previous commit): the store shrank from 1,326 to 867 MB, ingest took 1.20x less wall time
+(22.3 against 26.8 s) and 1.17x less CPU (25.0 against 29.3 s).
 
 >>> view = store.eeg("sub-001")                       # doctest: +SKIP
 >>> view.shape, view[1, :, :1000].shape               # doctest: +SKIP
