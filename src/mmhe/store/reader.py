@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmhe.errors import InputFileError
+
+if TYPE_CHECKING:
+    import zarr
+
+    from mmhe.store.trial_view import TrialEEG
 
 EMPTY_COLUMNS: dict[str, list[str]] = {
     "trials": ["subject_id", "trial_index", "code", "category", "onset_s", "end_s"],
@@ -181,7 +186,7 @@ class MMHEStore:
             self._groups[subject_id] = group
         return group
 
-    def eeg(self, subject_id: str):
+    def eeg(self, subject_id: str) -> zarr.Array | TrialEEG:
         """Each trial's EEG, lazy: trials x channels x samples (float32 volts, NaN after a
         trial's end), indexed like a Zarr array. Since store format 3 a view of
         ``eeg_continuous`` (`mmhe.store.trial_view.TrialEEG`); the stored ``eeg`` array of
@@ -206,11 +211,11 @@ class MMHEStore:
             self._trial_views[subject_id] = view
         return view
 
-    def physio(self, subject_id: str):
+    def physio(self, subject_id: str) -> zarr.Array:
         """Lazy zarr array (trials x channels x samples) of the BIOPAC signals."""
         return self._group(subject_id)["physio"]
 
-    def frame_array(self, expression_id: str):
+    def frame_array(self, expression_id: str) -> zarr.Array:
         """Lazy zarr array of one expression's stored face frames (frames, H, W, C) uint8."""
         subject_id = expression_id.rsplit("-r", 1)[0]
         return self._group(subject_id)["frames"][expression_id]["image"]
