@@ -36,8 +36,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
+from functools import partial, wraps
+from typing import Any, ParamSpec
 
 import numpy as np
 import torch
@@ -72,6 +72,8 @@ from mmhe.models import (
     model_spec,
 )
 
+P = ParamSpec("P")
+
 
 @dataclass
 class FitResult:
@@ -102,6 +104,20 @@ class FoldJob:
     and predicting; `train_jobs` adds its share of its group's training time."""
 
 
+def _records_own_seconds(prepare: Callable[P, FoldJob]) -> Callable[P, FoldJob]:
+    """Set the returned job's `FoldJob.own_seconds` to the time ``prepare`` took."""
+
+    @wraps(prepare)
+    def timed(*args: P.args, **kwargs: P.kwargs) -> FoldJob:
+        started = time.perf_counter()
+        job = prepare(*args, **kwargs)
+        job.own_seconds = time.perf_counter() - started
+        return job
+
+    return timed
+
+
+@_records_own_seconds
 def prepare_fold(
     model_name: str,
     X_train: ArrayInput,
@@ -118,24 +134,6 @@ def prepare_fold(
     ``info["fits"]`` records every fitted piece with rows of ``X_train`` (for
     `mmhe.evaluation.audit.audit_fits`; `mmhe.evaluation.folds` maps them to rows of X).
     """
-    started = time.perf_counter()
-    job = _prepare_fold(
-        model_name, X_train, y_train, X_test, n_classes, settings, fold_index, groups_train
-    )
-    job.own_seconds = time.perf_counter() - started
-    return job
-
-
-def _prepare_fold(
-    model_name: str,
-    X_train: ArrayInput,
-    y_train: np.ndarray,
-    X_test: ArrayInput,
-    n_classes: int,
-    settings: TrainSettings,
-    fold_index: int,
-    groups_train: np.ndarray | None,
-) -> FoldJob:
     spec = model_spec(model_name)
     n_train, n_test = n_samples(X_train), n_samples(X_test)
     if y_train.shape != (n_train,):
