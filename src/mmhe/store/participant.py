@@ -646,6 +646,7 @@ def _write_eeg(
     starts = trials["eeg_start"].astype(int).to_numpy()
     stops = trials["eeg_stop"].astype(int).to_numpy()
     lengths = stops - starts
+    trials["n_eeg_samples"] = lengths
     longest = int(lengths.max())
     channel_attrs = {
         "channels": [raw.ch_names[i] for i in picks],
@@ -680,21 +681,17 @@ def _write_eeg(
             chunk=CONTINUOUS_CHUNK_SAMPLES,
             attrs={"units": "s", "long_name": "seconds from the EEG recording's first sample"},
         )
-        span = {"units": "samples", "long_name": "on eeg_session_time; the trial's EEG is "}
-        write_coordinate(
-            group, "eeg_start", starts.astype(np.int64), "trial",
-            attrs={**span, "long_name": span["long_name"] + "eeg_continuous from here"},
-        )  # fmt: skip
-        write_coordinate(
-            group, "n_eeg_samples", lengths.astype(np.int64), "trial",
-            attrs={**span, "long_name": span["long_name"] + "this many samples from eeg_start"},
-        )  # fmt: skip
+        for name, values, meaning in (
+            ("eeg_start", starts, "first sample of the trial in eeg_continuous"),
+            ("n_eeg_samples", lengths, "samples of the trial in eeg_continuous"),
+        ):
+            attrs = {"units": "samples", "long_name": meaning}
+            write_coordinate(group, name, values.astype(np.int64), "trial", attrs=attrs)
         with background_writes() as submit:  # a block is written while the next is read
             for block in range(0, n, shard):
                 end = min(n, block + shard)
                 data = raw.get_data(picks=picks, start=block, stop=end).astype("float32")
                 submit(array.__setitem__, (slice(None), slice(block, end)), data)
-        trials["n_eeg_samples"] = lengths
         return
     array = create_data_array(
         group,
@@ -721,7 +718,6 @@ def _write_eeg(
                 if stops[i] <= end:
                     where = (int(i), slice(None), slice(None, int(lengths[i])))
                     submit(array.__setitem__, where, pending.pop(i))
-    trials["n_eeg_samples"] = lengths
 
 
 CONTINUOUS_CHUNK_SAMPLES = 60_000
