@@ -64,3 +64,47 @@ def test_trials_cut_from_blocks_equal_reading_each_trial(tmp_path, monkeypatch, 
     assert eeg.attrs["channels"] == ["Fp1", "Cz", "O2"]
     assert eeg.attrs["coordinates"] == "marker category eeg_channel_type"
     assert group["eeg_time"].shape == (2150,)
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_real_curry_recording_trials_equal_the_vendor_reader(tmp_path, monkeypatch, continuous):
+    """Curry's own Float.cdt (32 channels, 250 Hz), trials from its trigger events: every
+    stored or viewed trial equals the vendor reader's samples (µV there, volts here)."""
+    from pathlib import Path
+
+    from mmhe.io.eeg import read_eeg
+
+    here = Path(__file__).resolve().parents[1]
+    found = [p / "data" / "curry" for p in (here.parent / "shared", Path("/work/shared"))]
+    curry = next((p for p in found if (p / "Float.cdt").is_file()), None)
+    if curry is None:
+        pytest.skip("the shared Curry test recording is not on this machine")
+    monkeypatch.setattr(participant, "CONTINUOUS_CHUNK_SAMPLES", 1000)  # trials span shards
+    monkeypatch.setattr(participant, "CONTINUOUS_READ_SAMPLES", 250)
+    raw = read_eeg(curry / "Float.cdt", montage=False)
+    reference = np.load(curry / "Float.reference.npy").T * 1e-6  # (32, 3750) volts
+    events, _ = mne.events_from_annotations(raw, verbose="error")
+    onsets = events[:, 0].tolist()
+    starts, stops = onsets, [*onsets[1:], raw.n_times]  # a trial lasts to the next event
+    trials = pd.DataFrame(
+        {
+            "trial_index": range(len(starts)),
+            "code": events[:, 2],
+            "category": ["a"] * len(starts),
+            "eeg_start": starts,
+            "eeg_stop": stops,
+        }
+    )
+    group = zarr.open_group(str(tmp_path / "a.zarr"), mode="w")
+    _write_eeg(group, Inspection("sub-001", files=None, raw=raw), trials, None, continuous)
+    eeg = (
+        TrialEEG(group["eeg_continuous"], group["eeg_start"][:], group["n_eeg_samples"][:])
+        if continuous
+        else group["eeg"]
+    )
+    assert len(starts) >= 5 and eeg.shape == (len(starts), 32, max(np.subtract(stops, starts)))
+    for i, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+        np.testing.assert_allclose(
+            eeg[i, :, : stop - start], reference[:, start:stop], rtol=1e-6, atol=1e-12
+        )
+        assert np.isnan(eeg[i, :, stop - start :]).all()
