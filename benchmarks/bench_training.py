@@ -17,8 +17,11 @@ B. the loop of A, one fold per task, on the Dask workers (``--workers`` single-t
    processes of `mmhe.parallel.local_cluster`): plain code using every core;
 C. `mmhe.evaluation.run_folds(name, ..., client=...)` (the engine) on the same workers,
    ``--seeds`` seeds;
+C1. the engine in this process, one thread (`mmhe benchmark`'s default scheduler,
+   ``sync``): the same process and thread as A, so C1 / A is the engine's own gain,
+   free of the two workers' contention for the shared caches;
 F. (STSTNet) ``run_folds(..., engine="fused")``, the hand-written STSTNet trainer
-   (`mmhe.evaluation.fused_ststnet`), on the same workers;
+   (`mmhe.evaluation.fused_ststnet`), on the same workers; F1: in this process;
 M. (STSTNet, a quarter of the folds) B, C and F on a cluster with Dask's own worker
    memory settings and on one with `mmhe.parallel.WORKER_ENVIRON` (the figures behind
    that setting).
@@ -26,7 +29,10 @@ M. (STSTNet, a quarter of the folds) B, C and F on a cluster with Dask's own wor
 Then, in this process, the engine's fold stacking: members trained one per group
 against eight per group (`torch.func.vmap`), per CPU-second, for a few registry models
 on random inputs of their documented shapes (the figures behind
-`mmhe.evaluation.planning.CPU_STACKING_MAX_FLOPS`).
+`mmhe.evaluation.planning.CPU_STACKING_MAX_FLOPS`). Last, the anatomy of one training
+step of each model (`step_anatomy`): the plain loop's step, the engine's, and the module's
+own forward and backward alone, whose ratio to the plain step bounds what any trainer
+of the same `nn.Module` can gain.
 
 Throughput = sum over folds of (training samples x epochs) / wall seconds; CPU seconds
 are of every process involved (this one and the workers). On a machine shared with other
@@ -70,9 +76,11 @@ from mmhe.evaluation import (
     run_folds,
     train_models,
 )
+from mmhe.evaluation.dropout import recorded_loss
+from mmhe.evaluation.engine import _OneMember
 from mmhe.evaluation.planning import profile_step
 from mmhe.models import STSTNet, build_model, model_spec
-from mmhe.parallel import local_cluster
+from mmhe.parallel import local_cluster, tune_allocator
 
 LOSO_FOLDS = 275
 
@@ -305,11 +313,14 @@ class Bench:
         for seed in range(seeds):
             run = partial(engine, folds, seed=seed, client=client)
             self.measure(name, f"C mmhe engine, {self.workers} workers", seed, work, run, client)
+        self.measure(name, "C1 mmhe engine, this process", 0, work, partial(engine, folds, seed=0))
         if main_model:
             for seed in range(seeds):
                 run = partial(engine, folds, seed=seed, client=client, engine="fused")
                 label = f"F fused STSTNet engine (opt-in), {self.workers} workers"
                 self.measure(name, label, seed, work, run, client)
+            fused_here = partial(engine, folds, seed=0, engine="fused")
+            self.measure(name, "F1 fused STSTNet engine, this process", 0, work, fused_here)
         if main_model:  # the worker memory settings: Dask's own vs mmhe.parallel's
             few = folds[: max(self.workers, len(folds) // 4)]
             few_work = sum(f.train_idx.size for f in few) * epochs
@@ -399,6 +410,100 @@ def stacking(names: list[str], members: int = 8, epochs: int = 2) -> None:
         )
 
 
+def _least_cpu_ms(steps: dict[str, Callable[[], None]], repeats: int, rounds: int = 3) -> dict:
+    """Least CPU milliseconds per call of each step, measured side by side: ``rounds``
+    rounds, each timing ``repeats`` calls of every step in turn (after one call each)."""
+    for step in steps.values():
+        step()
+    best = dict.fromkeys(steps, np.inf)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            started = time.process_time()
+            for _ in range(repeats):
+                step()
+            best[name] = min(best[name], (time.process_time() - started) / repeats)
+    return {name: 1e3 * seconds for name, seconds in best.items()}
+
+
+def _plain_step(name: str, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One step of the plain loop: next `DataLoader` batch, default `Adam`."""
+    spec = model_spec(name)
+    model = build_model(name, n_classes=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.defaults.lr)
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=spec.defaults.batch_size, shuffle=True, drop_last=True
+    )
+    batches = iter(())
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            xb, yb = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            xb, yb = next(batches)
+        optimizer.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+
+    return step
+
+
+def _forward_backward(name: str, x: torch.Tensor, y: torch.Tensor, masks: list) -> Callable:
+    """The module's training forward and backward alone, dropout masks given."""
+    model = build_model(name, n_classes=3).train()
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        recorded_loss(model, x, y, masks)[0].backward()
+
+    return step
+
+
+def step_anatomy(names: list[str], repeats: int = 20) -> None:
+    """CPU milliseconds of one training step at the model's published batch, one thread,
+    in this process: the plain loop's step (`DataLoader` batch, default `Adam`); the
+    engine's step (`mmhe.evaluation.engine._OneMember`: channels-last, recorded dropout
+    masks, fused Adam); and the module's own forward and backward alone (masks drawn
+    beforehand, no optimiser, the faster of the two layouts). The last is the least any
+    trainer that runs this module's kernels spends per step, so plain / forward+backward
+    bounds what an engine over the same `nn.Module` can gain. Measured side by side, the
+    least of 3 rounds, with the `mmhe` command's allocator settings (`tune_allocator`,
+    from here on in this process: the table's rows above ran without them)."""
+    print("\nstep anatomy (CPU ms per step, one thread, the published batch):")
+    torch.set_num_threads(1)
+    tune_allocator()  # without it the same STSTNet step took 24 to 36 ms from run to run
+    cpu = torch.device("cpu")
+    for name in names:
+        batch = model_spec(name).defaults.batch_size
+        torch.manual_seed(0)
+        x, y = torch.randn(4 * batch, 3, 28, 28), torch.randint(0, 3, (4 * batch,))
+        settings = resolve_settings(name, epochs=1, device="cpu")
+        member = Member(x, y, fold_seeds(0, 0))
+        group = _OneMember([build_model(name, n_classes=3)], [member], settings, cpu, True)
+        rows = [np.arange(batch)]
+        masks = [torch.ones(c.shape) for c in group._dropout_calls(x[:batch], y[:batch])]
+        steps = {
+            "plain": _plain_step(name, x, y),
+            "engine": partial(group.step, rows),
+            **{
+                str(layout): _forward_backward(
+                    name, x[:batch].contiguous(memory_format=layout), y[:batch], masks
+                )
+                for layout in (torch.contiguous_format, torch.channels_last)
+            },
+        }
+        ms = _least_cpu_ms(steps, repeats)
+        t_plain, t_engine = ms.pop("plain"), ms.pop("engine")
+        t_floor = min(ms.values())
+        print(
+            f"  {name:12s} batch {batch:3d}: plain {t_plain:6.1f}, engine {t_engine:6.1f}, "
+            f"module forward + backward alone {t_floor:6.1f} ms; engine gain "
+            f"{t_plain / t_engine:.2f}x, most any engine over this module can gain "
+            f"{t_plain / t_floor:.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="ststnet,offapexnet")
@@ -456,6 +561,7 @@ def main() -> None:
     report(pd.DataFrame(bench.rows), names, all_folds, args.workers, peak)
     if args.stacking_models:
         stacking(args.stacking_models.split(","))
+    step_anatomy(names)
 
 
 def report(
@@ -524,6 +630,14 @@ def report(
             f"plain single-thread loop {full / plain.per_cpu_s / 3600:.2f} h on an idle core; "
             f"compute limit {limit / 3600:.2f} h on {workers} cores"
         )
+        fused = f"F fused STSTNet engine (opt-in), {workers} workers"
+        if fused in mine.index:
+            print(
+                f"  {model}, fused engine (opt-in) on {workers} workers: "
+                f"{full / mine.loc[fused].sample_steps_per_s / 3600:.2f} h at this run's "
+                f"wall rate, {full / (mine.loc[fused].per_cpu_s * workers) / 3600:.2f} h on "
+                f"{workers} idle cores"
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,11 @@ runs under heavier load), about 2.4 h instead of 3.3 h for the full MMHE protoco
 (275 folds x 500 epochs) on two idle cores. On Dask workers (``benchmarks/
 bench_training.py``, rows F and C, three runs) the gain was 1.03x to 1.56x; after the
 engine trained a group of one in place, 1.30x (11,145 against 8,564 per CPU-second,
-3 seeds each, 24 folds x 6 epochs).
+3 seeds each, 24 folds x 6 epochs); in two later runs 1.40x and 1.16x on the workers,
+1.42x and 1.45x in one process (rows F1 and C1: 12,786 against 8,988 and 12,692 against
+8,768). It gains because it does not run the module's kernels: the step anatomy of the
+same benchmark puts STSTNet's own forward and backward at 20.5 of the plain loop's 43.7
+ms per step, so no trainer of the module can be more than 2.13x the plain loop.
 
 How it differs from the default engine
     1. Shared rows. Each epoch draws ONE random permutation of all samples (seeded by
