@@ -41,7 +41,9 @@ rows measured in the same run less still. The load average is printed with each 
 FLOPs per sample-step: forward + backward of one batch (`torch.utils.flop_counter`);
 the limit: single-thread float32 matmul (2048 x 2048) in this process and on every
 worker at once. Projected full protocol: all 275 folds x the model's published epochs at
-C's wall rate (and at its CPU rate on idle cores).
+C's wall rate (and at its CPU rate on idle cores); and from C (or F) beside the same run
+with a third of the epochs (rows Cs, Fs), split into a cost per sample-step and a cost per
+fold, so that a fold's set-up is not counted once per epoch (`projection`).
 
 Run (one complete table; 10-20 min on two shared cores):
 
@@ -258,6 +260,7 @@ class Bench:
     def __init__(self, client: Client, data: tuple, workers: int) -> None:
         self.client, self.data, self.workers = client, data, workers
         self.rows: list[dict] = []
+        self.folds: dict[str, int] = {}  # folds of each model's runs
 
     def cpu_now(self, on: Client | None) -> float:
         """CPU seconds of this process and, with ``on``, of that cluster's workers."""
@@ -314,6 +317,7 @@ class Bench:
             run = partial(engine, folds, seed=seed, client=client)
             self.measure(name, f"C mmhe engine, {self.workers} workers", seed, work, run, client)
         self.measure(name, "C1 mmhe engine, this process", 0, work, partial(engine, folds, seed=0))
+        self.short_run(name, folds, epochs, engine)
         if main_model:
             for seed in range(seeds):
                 run = partial(engine, folds, seed=seed, client=client, engine="fused")
@@ -321,6 +325,7 @@ class Bench:
                 self.measure(name, label, seed, work, run, client)
             fused_here = partial(engine, folds, seed=0, engine="fused")
             self.measure(name, "F1 fused STSTNet engine, this process", 0, work, fused_here)
+            self.short_run(name, folds, epochs, partial(engine, engine="fused"), "F")
         if main_model:  # the worker memory settings: Dask's own vs mmhe.parallel's
             few = folds[: max(self.workers, len(folds) // 4)]
             few_work = sum(f.train_idx.size for f in few) * epochs
@@ -330,6 +335,21 @@ class Bench:
                     for what, fn in self.worker_runs(name, few, epochs, lr, on).items():
                         label = f"M {what}, {memory} worker memory settings"
                         self.measure(name, label, 0, few_work, fn, on)
+
+    def short_run(
+        self, name: str, folds: list, epochs: int, engine: Callable, row: str = "C"
+    ) -> None:
+        """Row ``row`` (seed 0, on the workers) again with a third of the epochs: with
+        the full-length row it splits the run into a cost per sample-step and a cost per
+        fold that does not grow with epochs (`projection`)."""
+        short = max(1, epochs // 3)
+        if short == epochs:
+            return
+        work = sum(f.train_idx.size for f in folds) * short
+        label = f"{row}s same, {short} epoch{'s' if short > 1 else ''} (seed 0)"
+        run = partial(engine, folds, epochs=short, seed=0, client=self.client)
+        self.measure(name, label, 0, work, run, self.client)
+        self.folds[name] = len(folds)
 
     def worker_runs(
         self, name: str, folds: list, epochs: int, lr: float | None, on: Client
@@ -558,14 +578,19 @@ def main() -> None:
     finally:
         client.close()
         cluster.close()
-    report(pd.DataFrame(bench.rows), names, all_folds, args.workers, peak)
+    report(pd.DataFrame(bench.rows), names, all_folds, args.workers, peak, bench.folds)
     if args.stacking_models:
         stacking(args.stacking_models.split(","))
     step_anatomy(names)
 
 
 def report(
-    frame: pd.DataFrame, names: list[str], all_folds: list, workers: int, peak: float
+    frame: pd.DataFrame,
+    names: list[str],
+    all_folds: list,
+    workers: int,
+    peak: float,
+    n_folds: dict[str, int],
 ) -> None:
     """Print the table, the ratios, the accuracy check and the projections."""
     frame["rate"] = frame.work / frame.wall_s
@@ -638,6 +663,41 @@ def report(
                 f"wall rate, {full / (mine.loc[fused].per_cpu_s * workers) / 3600:.2f} h on "
                 f"{workers} idle cores"
             )
+        for row, what in (("C", "engine"), ("F", "fused engine")):
+            hours = projection(frame, model, row, workers, full, n_folds.get(model))
+            if hours is not None:
+                print(
+                    f"  {model}, {what}, per sample-step and per fold (rows {row} and {row}s): "
+                    f"{hours[0]:.2f} h at this run's wall rate, {hours[1]:.2f} h on "
+                    f"{workers} idle cores; {hours[2]:.2f} s of wall time per fold does not "
+                    f"grow with epochs"
+                )
+
+
+def projection(
+    frame: pd.DataFrame, model: str, row: str, workers: int, full: int, n_folds: int | None
+) -> tuple[float, float, float] | None:
+    """(wall hours, idle-core hours, fixed wall seconds per fold) of the full protocol
+    from row ``row`` (mean over its seeds) and its short run ``row``s (seed 0, the same
+    folds): seconds = a per fold + b per sample-step, fitted through the two, so that a
+    fold's set-up (building, probing and auditing it, predicting) counts once per fold
+    and not once per epoch."""
+    mine = frame[frame.model == model]
+    long = mine[mine.run.str.startswith(f"{row} ") & mine.run.str.endswith(f"{workers} workers")]
+    short = mine[mine.run.str.startswith(f"{row}s ")]
+    if long.empty or short.empty or not n_folds:
+        return None
+    long, short = long[["wall_s", "cpu_s", "work"]].mean(), short.iloc[0]
+
+    def fit(seconds: str) -> tuple[float, float]:  # (per fold, per sample-step)
+        per_step = (long[seconds] - short[seconds]) / (long.work - short.work)
+        return (long[seconds] - per_step * long.work) / n_folds, per_step
+
+    wall_fold, wall_step = fit("wall_s")
+    cpu_fold, cpu_step = fit("cpu_s")
+    wall = LOSO_FOLDS * wall_fold + full * wall_step
+    idle = (LOSO_FOLDS * cpu_fold + full * cpu_step) / workers
+    return wall / 3600, idle / 3600, wall_fold
 
 
 if __name__ == "__main__":
