@@ -312,7 +312,8 @@ def _eeg(store, sid: str, expressions: pd.DataFrame, config: EEGFeatureConfig):
         features, n = _log_band_power(data, sfreq, config, config.trial_max_windows)
         trial_out.append(features)
         trial_windows.append(n)
-        for index, row in by_trial.get(trial.trial_index, pd.DataFrame()).iterrows():
+        in_trial = by_trial.get(trial.trial_index)  # no empty DataFrame per trial: 3.5 % of EEG
+        for index, row in () if in_trial is None else in_trial.iterrows():
             if pd.isna(row["eeg_onset"]):
                 continue
             start_s = (int(row["eeg_onset"]) - int(trial.eeg_start)) / sfreq
