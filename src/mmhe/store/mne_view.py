@@ -54,7 +54,7 @@ def _continuous(store: MMHEStore, subject_id: str):
     group = store._group(subject_id)
     if "eeg_continuous" not in group:
         raise InputFileError(
-            store.path / "participants" / subject_id / "arrays.zarr",
+            store.arrays_path(subject_id),
             "this store keeps no continuous EEG",
             "ingest again with IngestConfig(keep_continuous_eeg=True), the default",
         )
@@ -80,7 +80,7 @@ def _session_window(store: MMHEStore, subject_id: str, start: int, stop: int) ->
     ]
     if not len(inside):
         raise InputFileError(
-            store.path / "participants" / subject_id / "arrays.zarr",
+            store.arrays_path(subject_id),
             f"EEG samples {start}..{stop} lie outside every stored trial and the store keeps "
             "no continuous EEG",
             "use a window inside the trials, or ingest with keep_continuous_eeg=True",

@@ -172,6 +172,10 @@ class MMHEStore:
 
     # ------------------------------------------------------------ arrays
 
+    def arrays_path(self, subject_id: str) -> Path:
+        """The folder of a participant's Zarr arrays (``participants/<id>/arrays.zarr``)."""
+        return self.path / "participants" / subject_id / "arrays.zarr"
+
     def _group(self, subject_id: str):
         """The participant's arrays.zarr group, read-only, opened once per store object:
         opening parses the consolidated metadata of every array (about 20 ms here), and
@@ -180,9 +184,7 @@ class MMHEStore:
 
         group = self._groups.get(subject_id)
         if group is None:
-            group = zarr.open_group(
-                str(self.path / "participants" / subject_id / "arrays.zarr"), mode="r"
-            )
+            group = zarr.open_group(str(self.arrays_path(subject_id)), mode="r")
             self._groups[subject_id] = group
         return group
 
@@ -204,7 +206,7 @@ class MMHEStore:
                     group["eeg_continuous"],
                     group["eeg_start"][:],
                     group["n_eeg_samples"][:],
-                    self.path / "participants" / subject_id / "arrays.zarr",
+                    self.arrays_path(subject_id),
                 )
             else:
                 raise KeyError("eeg")
@@ -233,7 +235,7 @@ class MMHEStore:
         trial, read from ``eeg_continuous`` since store format 3."""
         import xarray as xr
 
-        path = self.path / "participants" / subject_id / "arrays.zarr"
+        path = self.arrays_path(subject_id)
         group = None if expression_id is None else f"frames/{expression_id}"
         dataset = xr.open_zarr(path, group=group, consolidated=True)
         if expression_id is not None or "eeg" in dataset:

@@ -239,7 +239,7 @@ def trial_video(store, subject_id: str, trial_index: int) -> TrialVideo:
     """
     import zarr
 
-    path = store.path / "participants" / subject_id / "arrays.zarr"
+    path = store.arrays_path(subject_id)
     try:
         root = zarr.open_group(str(path), mode="r")
         node = root["videos"][str(int(trial_index))]
@@ -271,7 +271,7 @@ def stored_videos(store) -> pd.DataFrame:
 
     rows = []
     for sid in store.participant_ids():
-        path = store.path / "participants" / sid / "arrays.zarr"
+        path = store.arrays_path(sid)
         try:
             videos = zarr.open_group(str(path), mode="r")["videos"]
         except (KeyError, FileNotFoundError, zarr.errors.GroupNotFoundError):
