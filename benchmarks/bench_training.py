@@ -65,7 +65,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from distributed import Client
-from scipy.stats import ttest_ind
+from scipy.stats import mannwhitneyu, ttest_ind
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -291,6 +291,7 @@ class Bench:
         X, y, groups = self.data
         client, main_model = self.client, name == "ststnet"
         work = sum(f.train_idx.size for f in folds) * epochs
+        self.folds[name] = len(folds)
         plain = partial(plain_loso, name, X, y, groups, folds, epochs, lr)
         for seed in range(seeds):
             self.measure(name, "A plain loop, 1 thread", seed, work, partial(plain, seed))
@@ -349,7 +350,6 @@ class Bench:
         label = f"{row}s same, {short} epoch{'s' if short > 1 else ''} (seed 0)"
         run = partial(engine, folds, epochs=short, seed=0, client=self.client)
         self.measure(name, label, 0, work, run, self.client)
-        self.folds[name] = len(folds)
 
     def worker_runs(
         self, name: str, folds: list, epochs: int, lr: float | None, on: Client
@@ -632,13 +632,12 @@ def report(
         for prefix in ("A plain", "C mmhe", "F fused"):
             runs = mine[mine.run.str.startswith(prefix)]
             for m in ("accuracy", "uf1"):
-                values, ref = runs[m].to_numpy(), plain[m].to_numpy()
-                inside = ((values >= ref.min() - 1e-9) & (values <= ref.max() + 1e-9)).sum()
-                p = ttest_ind(values, ref, equal_var=False).pvalue if len(values) > 1 else np.nan
+                values = runs[m].to_numpy()
+                s = seed_spread(values, plain[m].to_numpy())
                 print(
-                    f"  {runs.run.iloc[0][:34]:34s} {m:8s} {values.mean():.3f} ± "
-                    f"{values.std(ddof=1) if len(values) > 1 else 0:.3f} [{values.min():.3f}, "
-                    f"{values.max():.3f}]  p = {p:.2f}  inside: {inside}/{len(values)}  "
+                    f"  {runs.run.iloc[0][:34]:34s} {m:8s} {s['mean']:.3f} ± {s['sd']:.3f} "
+                    f"[{s['low']:.3f}, {s['high']:.3f}]  p = {s['welch_p']:.2f}  "
+                    f"inside: {s['inside']}/{len(values)}  "
                     f"per seed: {', '.join(f'{v:.3f}' for v in values)}"
                 )
     print(f"\nprojected full LOSO protocol ({LOSO_FOLDS} folds x published epochs):")
@@ -650,8 +649,7 @@ def report(
         limit = full * engine.MFLOP_per_sample_step * 1e6 / (workers * peak * 1e9)
         print(
             f"  {model}: {full:,} sample-steps; engine on {workers} workers "
-            f"{full / engine.sample_steps_per_s / 3600:.2f} h at this run's wall rate, "
-            f"{full / (engine.per_cpu_s * workers) / 3600:.2f} h on {workers} idle cores; "
+            f"{at_rates(engine, full, workers)}; "
             f"plain single-thread loop {full / plain.per_cpu_s / 3600:.2f} h on an idle core; "
             f"compute limit {limit / 3600:.2f} h on {workers} cores"
         )
@@ -659,9 +657,7 @@ def report(
         if fused in mine.index:
             print(
                 f"  {model}, fused engine (opt-in) on {workers} workers: "
-                f"{full / mine.loc[fused].sample_steps_per_s / 3600:.2f} h at this run's "
-                f"wall rate, {full / (mine.loc[fused].per_cpu_s * workers) / 3600:.2f} h on "
-                f"{workers} idle cores"
+                f"{at_rates(mine.loc[fused], full, workers)}"
             )
         for row, what in (("C", "engine"), ("F", "fused engine")):
             hours = projection(frame, model, row, workers, full, n_folds.get(model))
@@ -672,6 +668,31 @@ def report(
                     f"{workers} idle cores; {hours[2]:.2f} s of wall time per fold does not "
                     f"grow with epochs"
                 )
+
+
+def at_rates(row: pd.Series, full: int, workers: int) -> str:
+    """Hours of ``full`` sample-steps at a table row's wall rate and on idle cores."""
+    wall = full / row.sample_steps_per_s / 3600
+    idle = full / (row.per_cpu_s * workers) / 3600
+    return f"{wall:.2f} h at this run's wall rate, {idle:.2f} h on {workers} idle cores"
+
+
+def seed_spread(values: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """A metric over seeds (``values``) against a reference trainer's seeds: mean, SD,
+    range, Welch's t-test and the Mann-Whitney U test of values against reference (NaN
+    with one value), and how many values fall inside the reference's range."""
+    several = len(values) > 1 and len(reference) > 1
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "low": float(values.min()),
+        "high": float(values.max()),
+        "welch_p": ttest_ind(values, reference, equal_var=False).pvalue if several else np.nan,
+        "mann_whitney_p": mannwhitneyu(values, reference).pvalue if several else np.nan,
+        "inside": int(
+            ((values >= reference.min() - 1e-9) & (values <= reference.max() + 1e-9)).sum()
+        ),
+    }
 
 
 def projection(

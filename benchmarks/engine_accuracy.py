@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 from distributed import Client
-from scipy.stats import mannwhitneyu, ttest_ind
 
 from mmhe.evaluation import loso, pooled_scores, run_folds
 from mmhe.parallel import local_cluster
@@ -69,18 +68,20 @@ def one_seed(kind: str, model: str, n_folds: int, epochs: int, lr: float, seed: 
 
 
 def compare(results: list[dict], engine: str) -> None:
-    """Print each metric's spread, tests and overlap, engine against plain."""
+    """Print each metric's spread, tests and overlap, engine against plain
+    (`bench_training.seed_spread`)."""
+    from bench_training import seed_spread
+
     for metric in METRICS:
         plain = np.array([r[metric] for r in results if r["kind"] == "plain"])
         other = np.array([r[metric] for r in results if r["kind"] == engine])
-        inside = int(((other >= plain.min()) & (other <= plain.max())).sum())
+        ref, s = seed_spread(plain, plain), seed_spread(other, plain)
         print(
-            f"  {metric:8s} plain {plain.mean():.3f} ± {plain.std(ddof=1):.3f} "
-            f"[{plain.min():.3f}, {plain.max():.3f}]  {engine} {other.mean():.3f} ± "
-            f"{other.std(ddof=1):.3f} [{other.min():.3f}, {other.max():.3f}]  "
-            f"Welch p = {ttest_ind(other, plain, equal_var=False).pvalue:.2f}, "
-            f"Mann-Whitney p = {mannwhitneyu(other, plain).pvalue:.2f}; "
-            f"{inside}/{len(other)} {engine} seeds inside the plain range"
+            f"  {metric:8s} plain {ref['mean']:.3f} ± {ref['sd']:.3f} "
+            f"[{ref['low']:.3f}, {ref['high']:.3f}]  {engine} {s['mean']:.3f} ± "
+            f"{s['sd']:.3f} [{s['low']:.3f}, {s['high']:.3f}]  "
+            f"Welch p = {s['welch_p']:.2f}, Mann-Whitney p = {s['mann_whitney_p']:.2f}; "
+            f"{s['inside']}/{len(other)} {engine} seeds inside the plain range"
         )
 
 

@@ -110,11 +110,14 @@ def profile(store: Path, modality: str, rate: int, work: Path) -> collections.Co
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("store", type=Path)
-    parser.add_argument("--modality", nargs="+", default=["face", "eeg", "physio"])
+    modalities = ["face", "eeg", "physio"]
+    parser.add_argument("--modality", nargs="+", default=modalities, choices=modalities)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     args = parser.parse_args()
     if shutil.which("py-spy") is None:
         parser.error("py-spy is not on PATH (pip install py-spy)")
+    if not (args.store / "latest.json").exists() and not (args.store / "manifest.json").exists():
+        parser.error(f"{args.store} is not an mmhe store (no latest.json or manifest.json)")
     with tempfile.TemporaryDirectory() as work:
         for modality in args.modality:
             counts = profile(args.store, modality, args.rate, Path(work))
