@@ -66,3 +66,18 @@ def test_every_preset_protocol_and_task_the_library_knows_passes_the_cli(tmp_pat
             assert result.exit_code == 2, (task, protocol, result.output)
             assert "--samples" in result.output, (task, protocol, result.output)
             assert "--task" not in result.output and "--protocol" not in result.output
+
+
+def test_ingest_path_imports_no_heavy_library_it_does_not_use():
+    """Issue 21, imports off the start-up path: the modules `mmhe ingest` runs import
+    neither scipy.stats (0.6-0.8 s) nor scipy.signal (0.9 s), which MNE's own read of the
+    EEG does not import either, nor the feature and model libraries."""
+    code = (
+        "import sys\n"
+        "import mmhe.cli, mmhe.store.ingest, mmhe.store.participant, mmhe.store.validate\n"
+        "import mmhe.io.biopac, mmhe.io.camera, mmhe.io.eeg, mmhe.sync\n"
+        "heavy = ('scipy.stats', 'scipy.signal', 'torch', 'sklearn', 'neurokit2', 'matplotlib')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -177,3 +177,29 @@ def test_reingest_with_other_options_recomputes(world):
     recorded = json.loads((world["run"] / "config.json").read_text())
     assert recorded["store"] == str(padded.resolve()) and recorded["store_version"] == padded.name
     assert recorded["store_content_key"] == MMHEStore(padded).manifest["content_key"]
+
+
+def test_file_fingerprint_reuses_only_a_recorded_sha256(tmp_path):
+    """A file whose size, time and edges are unchanged keeps last run's SHA-256; an entry
+    written before SHA-256 (a BLAKE2b) is hashed again, as is a changed file."""
+    import hashlib
+    import os
+
+    from mmhe.store.provenance import file_fingerprint
+
+    path = tmp_path / "a.fdt"
+    path.write_bytes(np.random.default_rng(0).bytes(300_000))
+    truth = hashlib.sha256(path.read_bytes()).hexdigest()
+    fresh = file_fingerprint(path, "a.fdt", None)
+    assert fresh["sha256"] == truth and fresh["bytes"] == 300_000
+    recorded = dict(fresh, sha256="f" * 64)  # as if recorded last run
+    assert file_fingerprint(path, "a.fdt", recorded)["sha256"] == "f" * 64  # reused
+    old = {k: v for k, v in fresh.items() if k != "sha256"} | {"blake2b": "0" * 32}
+    assert file_fingerprint(path, "a.fdt", old)["sha256"] == truth  # hashed again
+    data = bytearray(path.read_bytes())
+    data[150_000] ^= 1  # one bit inside, edges and size unchanged, time kept
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    changed = file_fingerprint(path, "a.fdt", recorded)
+    assert changed["sha256"] == hashlib.sha256(bytes(data)).hexdigest() != truth

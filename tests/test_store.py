@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -65,11 +66,24 @@ def test_ingest_then_validate_is_clean(synth_tiny, store_tiny):
     manifest = store.manifest
     assert manifest["counts"]["expressions"] == len(store.expressions())
     assert manifest["parameters"]["frame_context"] == 10
-    assert all(
-        len(entry["blake2b"]) == 32
+    hashed = [
+        entry
         for p in manifest["participants"].values()
         for entry in p["inputs"]
-        if "blake2b" in entry
+        if "listing_blake2b" not in entry  # the camera folder is hashed by its listing
+    ]
+    assert len(hashed) >= 2 * len(participants)  # EEG and BIOPAC files of everyone
+    names = {e["path"] for e in hashed}
+    assert any(n.endswith(".set") for n in names) and any(n.endswith(".mat") for n in names)
+    names_of = {sid: name for name, sid in pseudonym_map(store_tiny.parent).items()}
+    for entry in hashed:  # the recorded content hash is the SHA-256 of the raw file's bytes
+        sid, *rest = Path(entry["path"]).parts  # labels name the participant by pseudonym
+        data = synth_tiny.joinpath(names_of[sid], *rest).read_bytes()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    coding = manifest["coding_file"]
+    assert (
+        coding["sha256"] == hashlib.sha256((synth_tiny / coding["path"]).read_bytes()).hexdigest()
     )
 
 

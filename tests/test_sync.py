@@ -308,3 +308,22 @@ def test_polled_camera_start_is_compensated(tmp_path) -> None:
     error_naive = naive.alignments["camera"].to_reference(camera_times) - onsets
     assert np.abs(error_compensated).max() < 1.5e-3
     assert error_naive.mean() < -2.5e-3  # a systematic lag of about half a frame (3.3 ms)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_theil_sen_equals_scipy_theilslopes(seed):
+    """The clock fit's Theil-Sen line is scipy's, without importing scipy.stats at ingest."""
+    from scipy import stats
+
+    from mmhe.sync import theil_sen
+
+    rng = np.random.default_rng(seed)
+    n = 5 + 40 * seed
+    x = np.sort(rng.uniform(0, 3000, n))
+    x[1] = x[0]  # a tie in x: that pair has no slope
+    y = 1.00002 * x + 12.5 + rng.normal(0, 0.002, n)
+    y[rng.integers(0, n, 2)] += 5.0  # outliers the median ignores
+    slope, intercept = theil_sen(x, y)
+    expected = stats.theilslopes(y, x)
+    assert slope == expected.slope and intercept == expected.intercept
+    assert slope == pytest.approx(1.00002, abs=1e-5)

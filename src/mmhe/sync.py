@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from mmhe.errors import AlignmentError, ConfigError
 from mmhe.io.camera import FrameSequence
@@ -198,6 +197,23 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the Theil-Sen line through (x, y), shape (n,) each: the median
+    of the slopes between all pairs with distinct x, and median(y) - slope * median(x).
+
+    The values of ``scipy.stats.theilslopes(y, x)`` (its default ``method="separate"``),
+    without importing ``scipy.stats``: 0.6-0.8 s of every ingest's start, which MNE's own
+    read of the EEG does not pay.
+    """
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.size != y.size or x.size < 2:
+        raise ValueError(f"a Theil-Sen line needs two paired series, got {x.size} and {y.size}")
+    dx = x[:, None] - x
+    up = dx > 0
+    slope = float(np.median((y[:, None] - y)[up] / dx[up]))
+    return slope, float(np.median(y) - slope * np.median(x))
+
+
 def align(
     reference: pd.DataFrame,
     other: pd.DataFrame,
@@ -245,7 +261,7 @@ def align(
         raise AlignmentError(
             f"only {ref_pos.size} of {counts} could be matched (need {min_matches})"
         )
-    slope, intercept, _, _ = stats.theilslopes(ref.onset[ref_pos], x[oth_pos])
+    slope, intercept = theil_sen(x[oth_pos], ref.onset[ref_pos])
     floor_s = 2.0 * max_residual_ms / 1000.0
     for _ in range(_MAX_ITERATIONS):
         residual = ref.onset[ref_pos] - (intercept + slope * x[oth_pos])

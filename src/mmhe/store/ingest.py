@@ -272,7 +272,7 @@ def _manifest(version_dir, config, found, raw, coding, summaries, orphans, start
         else {
             "path": _relative(found.coding_file, raw),
             "bytes": found.coding_file.stat().st_size,
-            "blake2b": file_digest(found.coding_file),
+            "sha256": file_digest(found.coding_file),
         },
         "content_key": content_key({s["subject_id"]: s["input_key"] for s in summaries}),
         "participants": {

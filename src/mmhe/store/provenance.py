@@ -7,7 +7,7 @@ and modification times: hashing ~400,000 frames per participant would cost more 
 reading them), its rows of the coding file, the ingest parameters and the version of
 the ingest code. A re-run recomputes a participant exactly when its key changed.
 
-Content hashes are BLAKE2b of every byte. To keep re-runs cheap, a file whose size,
+Content hashes are SHA-256 of every byte (`file_digest`). To keep re-runs cheap, a file whose size,
 modification time and first and last 64 KiB equal those recorded last time reuses the
 recorded hash (the idea of git's index); any other file is hashed again.
 """
@@ -53,7 +53,7 @@ def recording_files(path: Path) -> list[Path]:
 
 
 def file_fingerprint(path: Path, label: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:
-    """{"path", "bytes", "mtime_ns", "edges", "blake2b"}; the hash is reused from
+    """{"path", "bytes", "mtime_ns", "edges", "sha256"}; the hash is reused from
     ``previous`` (last run's entry for this path) when size, mtime and edges agree."""
     stat = path.stat()
     entry = {
@@ -62,10 +62,12 @@ def file_fingerprint(path: Path, label: str, previous: Mapping[str, Any] | None)
         "mtime_ns": stat.st_mtime_ns,
         "edges": _edges_digest(path),
     }
-    same = previous is not None and all(
-        previous.get(k) == entry[k] for k in ("bytes", "mtime_ns", "edges")
+    same = (
+        previous is not None
+        and "sha256" in previous  # older entries hold a BLAKE2b: hash again
+        and all(previous.get(k) == entry[k] for k in ("bytes", "mtime_ns", "edges"))
     )
-    entry["blake2b"] = previous["blake2b"] if same else file_digest(path)  # type: ignore[index]
+    entry["sha256"] = previous["sha256"] if same else file_digest(path)  # type: ignore[index]
     return entry
 
 
@@ -122,7 +124,7 @@ def participant_key(
         "store_format": store_format,
         "parameters": dict(parameters),
         "inputs": [
-            [e["path"], e.get("blake2b") or e.get("listing_blake2b")]
+            [e["path"], e.get("sha256") or e.get("listing_blake2b")]
             for e in sorted(inputs, key=lambda e: e["path"])
         ],
         "coding_rows": table_digest(coding_rows),

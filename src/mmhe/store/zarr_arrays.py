@@ -106,6 +106,10 @@ def create_data_array(
         chunks=chunks,
         dimension_names=list(dims),
         attributes=meta,
+        # write every chunk as given: by default Zarr first compares each chunk with the
+        # fill value (a full scan of its pixels or samples) to skip storing it; a skipped
+        # chunk and a stored one read the same
+        config={"write_empty_chunks": True},
         **kwargs,
     )
 
