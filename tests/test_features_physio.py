@@ -532,3 +532,44 @@ def test_event_related_rate_change_and_scr_latency_are_recovered():
     quiet = event_features(series, 10.0)  # no SCR 1-5 s after 10 s, steady heart
     assert quiet["EDA_scr_event"] == 0.0 and math.isnan(quiet["EDA_scr_onset_latency_s"])
     assert abs(quiet["ECG_rate_change_bpm"]) < 0.5
+
+
+def _eda_phasic(eda: np.ndarray, rate: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleaned = nk.eda_clean(eda, sampling_rate=rate)
+        return nk.eda_phasic(cleaned, sampling_rate=rate)["EDA_Phasic"].to_numpy()
+
+
+@pytest.mark.parametrize("source", ["real", "planted", "noise", "flat"])
+def test_scr_amplitudes_equal_neurokit_eda_peaks(real_acq, source):
+    """Issue 21: the SCR amplitudes without ``eda_peaks``' recovery search and formatting
+    are NeuroKit2's own, bit for bit; where ``eda_peaks`` fails, so does this."""
+    if source == "real":
+        rate = int(real_acq[0].sfreq)
+        eda = real_acq[0].signals["EDA"].to_numpy()
+    elif source == "planted":
+        rate, eda = 100, planted_eda((5.0, 15.0, 25.0), (0.5, 0.8, 0.3))
+    elif source == "noise":
+        rate, eda = 100, 5.0 + np.random.default_rng(0).normal(0.0, 0.002, 4000)
+    else:
+        rate, eda = 100, np.full(4000, 5.0)
+    phasic = _eda_phasic(eda, rate)
+
+    def ours() -> dict:
+        found = nk.eda_findpeaks(phasic, sampling_rate=rate, amplitude_min=0.1)
+        return physio.scr_amplitudes(nk.eda_fixpeaks(found), phasic)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            _, expected = nk.eda_peaks(phasic, sampling_rate=rate, amplitude_min=0.1)
+        except ValueError:
+            with pytest.raises(ValueError):
+                ours()
+            assert source == "flat"  # no SCR candidate at all: NeuroKit2 cannot go on
+            return
+        mine = ours()
+    assert len(expected["SCR_Amplitude"]) > 0
+    for key in ("SCR_Onsets", "SCR_Peaks", "SCR_Height", "SCR_Amplitude"):
+        np.testing.assert_array_equal(mine[key], expected[key])

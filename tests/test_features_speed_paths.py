@@ -6,6 +6,7 @@ import contextlib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mmhe.features import batch
 from mmhe.features.batch import PhysioFeatureConfig
@@ -97,3 +98,16 @@ def test_eeg_filter_on_several_threads_gives_the_values_of_one(monkeypatch):
         results.append(filter_with_context(x, kernel, 500, 700))
     assert results[0].shape == (8, 30_000 - 1_200)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_session_kernel_is_designed_once_and_read_only():
+    """Issue 21: a participant's EEG features reuse the process's kernel design; a caller
+    cannot change the shared kernel, and it equals a fresh design."""
+    from mmhe.features.eeg_filter import session_kernel
+
+    first = session_kernel(1000.0, l_freq=1.0, h_freq=47.0, notch=50.0)
+    assert session_kernel(1000.0, l_freq=1.0, h_freq=47.0, notch=50.0) is first
+    np.testing.assert_array_equal(first, session_kernel.__wrapped__(1000.0))
+    with pytest.raises(ValueError):
+        first[0] = 0.0
+    assert session_kernel(500.0) is not first and session_kernel(500.0).size < first.size

@@ -156,19 +156,39 @@ def eda_features(signal: ArrayLike, sfreq: float) -> PhysioResult:
 
 @reused
 def _eda_decomposition(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, dict]:
-    """(tonic level, NeuroKit2's SCR info): the steps of ``eda_process(method="neurokit")`` whose
-    outputs are used (clean, high-pass phasic split, SCR peaks with amplitude_min 0.1)."""
+    """(tonic level, SCR info with ``SCR_Onsets`` and ``SCR_Amplitude``): the steps of
+    ``eda_process(method="neurokit")`` whose outputs are used (clean, high-pass phasic
+    split, SCR peaks with amplitude_min 0.1, their amplitudes)."""
     rate = nk_rate(sfreq)
     cleaned = quietly(nk.eda_clean, x, sampling_rate=rate, method="neurokit")
     parts = quietly(nk.eda_phasic, cleaned, sampling_rate=rate, method="neurokit")
-    _, info = quietly(
-        nk.eda_peaks,
-        parts["EDA_Phasic"].to_numpy(),
-        sampling_rate=rate,
-        method="neurokit",
-        amplitude_min=0.1,
+    phasic = parts["EDA_Phasic"].to_numpy()
+    found = quietly(
+        nk.eda_findpeaks, phasic, sampling_rate=rate, method="neurokit", amplitude_min=0.1
     )
+    info = quietly(scr_amplitudes, quietly(nk.eda_fixpeaks, found), phasic)
     return parts["EDA_Tonic"].to_numpy(), info
+
+
+def scr_amplitudes(info: dict, phasic: np.ndarray) -> dict:
+    """``info`` of ``eda_findpeaks`` + ``eda_fixpeaks`` with ``SCR_Amplitude`` added (peak
+    height minus the phasic level at its onset; NaN for a peak without a valid onset),
+    computed as NeuroKit2's ``eda_peaks`` does.
+
+    ``eda_peaks`` also finds every SCR's half-recovery point (a search per peak) and
+    formats a per-sample DataFrame, a third of its EDA time; neither is used here. Raises
+    ValueError where ``eda_peaks`` does (no onset, or onsets that do not pair with peaks).
+    """
+    onsets, peaks = info["SCR_Onsets"], info["SCR_Peaks"]
+    valid_peaks = (peaks > np.nanmin(onsets)) & ~np.isnan(onsets)
+    valid_onsets = ~np.isnan(onsets)
+    valid_onsets[valid_onsets] = onsets[valid_onsets] < np.nanmax(peaks)
+    paired = onsets[valid_onsets].astype(int)
+    if paired.size != np.count_nonzero(valid_peaks):
+        raise ValueError("SCR peaks and onsets do not pair, so no amplitude is safe")
+    amplitude = np.full(len(info["SCR_Height"]), np.nan)
+    amplitude[valid_peaks] = info["SCR_Height"][valid_peaks] - phasic[paired]
+    return {**info, "SCR_Amplitude": amplitude}
 
 
 def _eda_scrs(x: np.ndarray, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
