@@ -647,10 +647,11 @@ def frames_per_chunk(shape: tuple[int, ...]) -> int:
     as fit in `FRAME_CHUNK_BYTES`, at least one, at most n.
 
     Every reader takes an expression's frames whole (`MMHEStore.frames`), so a chunk
-    per frame only cost Zarr's per-chunk work at ingest: on the demo raw tree one chunk
-    per expression (240 x 320 frames) took 0.8-1.2 s less user CPU of the 10
-    participants' ingest (3 alternated runs, store on tmpfs). Full-resolution frames
-    (2048 x 1088 x 3, 6.7 MB) go two to a chunk inside one file per expression.
+    per frame only cost Zarr's per-chunk work: on the demo raw tree one chunk per
+    expression (240 x 320 frames) took 1.1-1.5 s less user CPU of the 10 participants'
+    ingest (3 alternated pairs, store on tmpfs), and the face features read the frames
+    0.1 s faster per participant. Full-resolution frames (2048 x 1088 x 3, 6.7 MB) go
+    two to a chunk inside one file per expression.
     """
     n = int(shape[0])
     frame_bytes = max(1, math.prod(int(side) for side in shape[1:]))

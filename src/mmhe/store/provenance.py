@@ -7,9 +7,9 @@ and modification times: hashing ~400,000 frames per participant would cost more 
 reading them), its rows of the coding file, the ingest parameters and the version of
 the ingest code. A re-run recomputes a participant exactly when its key changed.
 
-Content hashes are SHA-256 of every byte (`file_digest`). To keep re-runs cheap, a file whose size,
-modification time and first and last 64 KiB equal those recorded last time reuses the
-recorded hash (the idea of git's index); any other file is hashed again.
+Content hashes are SHA-256 of every byte (`file_digest`). To keep re-runs cheap, a file
+whose size, modification time and first and last 64 KiB equal those recorded last time
+reuses the recorded hash (the idea of git's index); any other file is hashed again.
 """
 
 from __future__ import annotations
