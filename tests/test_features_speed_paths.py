@@ -111,3 +111,18 @@ def test_session_kernel_is_designed_once_and_read_only():
     with pytest.raises(ValueError):
         first[0] = 0.0
     assert session_kernel(500.0) is not first and session_kernel(500.0).size < first.size
+
+
+def test_face_features_run_opencv_on_the_task_threads(monkeypatch):
+    """Issue 21: in a one-thread worker OpenCV uses one thread for the face features,
+    and the process's setting is restored afterwards."""
+    import cv2
+
+    from mmhe import parallel
+
+    seen = []
+    before = cv2.getNumThreads()
+    monkeypatch.setattr(parallel, "task_threads", lambda: 1)
+    with batch._opencv_threads():
+        seen.append(cv2.getNumThreads())
+    assert seen == [1] and cv2.getNumThreads() == before
