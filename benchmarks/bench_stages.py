@@ -107,6 +107,7 @@ ZARR_ALONE = """
 import sys, resource
 from pathlib import Path
 import numpy as np, zarr
+from mmhe.store.participant import frames_per_chunk
 store, out, fewest = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "fewest"
 plan = []  # (participant, array path, values, the stored array)
 for group_path in sorted(store.glob("participants/*/arrays.zarr")):
@@ -131,12 +132,12 @@ for sid, name, values, like in plan:
     *parents, leaf = name.split("/")
     for parent in parents:
         group = group.require_group(parent)
-    chunks = like.chunks
-    if fewest and name == "frames":  # 16 MB chunks, as ingest's frames_per_chunk
-        chunks = (max(1, (16 << 20) // int(np.prod(values.shape[1:]))), *values.shape[1:])
+    chunks, shards = like.chunks, like.shards
+    if fewest and name == "frames":  # all expressions in one array, ingest's chunk size
+        chunks, shards = (frames_per_chunk(values.shape), *values.shape[1:]), None
     array = group.create_array(
         leaf, shape=values.shape, dtype=values.dtype, chunks=chunks,
-        shards=like.shards, compressors=like.compressors, fill_value=like.fill_value,
+        shards=shards, compressors=like.compressors, fill_value=like.fill_value,
         dimension_names=like.metadata.dimension_names, attributes=dict(like.attrs),
         config={"write_empty_chunks": True},
     )
@@ -159,8 +160,7 @@ def zarr_alone(store: Path, work: Path, repeats: int = 3) -> dict[str, tuple[int
         for _ in range(repeats):
             shutil.rmtree(work / "zarr-alone", ignore_errors=True)
             out = subprocess.run(
-                [sys.executable, "-c", ZARR_ALONE, str(store), str(work / "zarr-alone"),
-                 "fewest" if layout == "fewest" else "stored"],
+                [sys.executable, "-c", ZARR_ALONE, str(store), str(work / "zarr-alone"), layout],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
             count, best = int(out[0]), min(best, float(out[1]))

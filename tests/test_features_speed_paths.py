@@ -115,7 +115,7 @@ def test_session_kernel_is_designed_once_and_read_only():
 
 def test_face_features_run_opencv_on_the_task_threads(monkeypatch):
     """Issue 21: in a one-thread worker OpenCV uses one thread for the face features,
-    and the process's setting is restored afterwards."""
+    and the process's setting is restored afterwards; a task may ask for a count."""
     import cv2
 
     from mmhe import parallel
@@ -123,6 +123,8 @@ def test_face_features_run_opencv_on_the_task_threads(monkeypatch):
     seen = []
     before = cv2.getNumThreads()
     monkeypatch.setattr(parallel, "task_threads", lambda: 1)
-    with batch._opencv_threads():
+    monkeypatch.setattr(batch, "_face_images", lambda *a: seen.append(cv2.getNumThreads()))
+    batch._face(None, "sub-001", pd.DataFrame(), batch.FaceFeatureConfig())
+    with parallel.opencv_threads(1):
         seen.append(cv2.getNumThreads())
-    assert seen == [1] and cv2.getNumThreads() == before
+    assert seen == [1, 1] and cv2.getNumThreads() == before

@@ -43,7 +43,7 @@ from mmhe.evaluation.spotter import FLOW_GRID, SpotRun, flow_spotter, run_loso
 from mmhe.evaluation.spotter_learned import LearnedSpotterConfig, learned_spotter
 from mmhe.evaluation.spotting import results_table, spotting_scores
 from mmhe.features.spotting import FlowSpotConfig, FrameScores, frame_scores, video_landmarks
-from mmhe.parallel import run_tasks
+from mmhe.parallel import opencv_threads, run_tasks
 from mmhe.store.reader import MMHEStore
 from mmhe.store.videos import stored_videos
 
@@ -91,10 +91,15 @@ def scores_key(store: MMHEStore, config: FlowSpotConfig) -> str:
 def _score_participant(
     store_path: str, subject_id: str, trials: list[int], config: FlowSpotConfig, target: str
 ) -> dict[str, Any]:
-    """Frame scores of one participant's videos into one ``.npz`` (atomic); a Dask task."""
-    import cv2
+    """Frame scores of one participant's videos into one ``.npz`` (atomic); a Dask task.
+    OpenCV runs on one thread (`mmhe.parallel.opencv_threads`)."""
+    with opencv_threads(1):
+        return _score_videos(store_path, subject_id, trials, config, target)
 
-    cv2.setNumThreads(1)
+
+def _score_videos(
+    store_path: str, subject_id: str, trials: list[int], config: FlowSpotConfig, target: str
+) -> dict[str, Any]:
     started = time.perf_counter()
     store = MMHEStore(store_path)
     arrays: dict[str, np.ndarray] = {}

@@ -36,8 +36,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,28 +170,12 @@ FACE_QUALITY_COLUMNS = ("head_motion", "fit_residual", "landmarks_missing", "out
 
 
 def _face(store, sid: str, expressions: pd.DataFrame, config: FaceFeatureConfig):
-    """One participant's flow images; OpenCV runs on the task's threads (`_opencv_threads`)."""
-    with _opencv_threads():
+    """One participant's flow images; OpenCV runs on the task's threads
+    (`mmhe.parallel.opencv_threads`)."""
+    from mmhe.parallel import opencv_threads
+
+    with opencv_threads():
         return _face_images(store, sid, expressions, config)
-
-
-@contextmanager
-def _opencv_threads() -> Iterator[None]:
-    """OpenCV's thread pool sized to this task's threads (`mmhe.parallel.task_threads`)
-    for the block, then restored. In a one-thread Dask worker OpenCV would otherwise run
-    a pool per core beside the other workers: on the demo store one OpenCV thread instead
-    of two cost 0.05-0.10 CPU-s (4-8 %) less per participant of face features (one
-    process, 3 alternated runs), with identical feature files."""
-    import cv2
-
-    from mmhe.parallel import task_threads
-
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(min(before, task_threads()) if before > 0 else task_threads())
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def _face_images(store, sid: str, expressions: pd.DataFrame, config: FaceFeatureConfig):
