@@ -390,6 +390,8 @@ def main() -> None:
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="ingest runs (least kept)")
     args = parser.parse_args()
+    if args.raw is not None and not args.raw.is_dir():
+        parser.error(f"--raw {args.raw}: not a folder (give the root of a raw MMHE tree)")
     warnings.simplefilter("ignore")
     from threadpoolctl import threadpool_limits
 
