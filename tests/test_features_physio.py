@@ -197,6 +197,28 @@ def test_rsp_and_eda_steps_give_the_values_of_the_full_neurokit_pipelines(real_a
     assert eda_features["scr_amplitude_mean"] == pytest.approx(amplitudes.mean(), rel=1e-12)
 
 
+def test_real_recording_features_equal_with_and_without_memoised_filter_designs(
+    real_acq, monkeypatch
+):
+    """Every physiology feature of a real AcqKnowledge recording is exactly what NeuroKit2
+    gives when scipy designs each Butterworth filter anew (`memoised_butter` off)."""
+    import contextlib
+
+    from mmhe.features import _physio_common
+
+    recording = real_acq[0]
+    memoised = physio.physio_features(recording.signals, recording.sfreq)
+    monkeypatch.setattr(_physio_common, "memoised_butter", lambda: contextlib.nullcontext())
+    fresh = physio.physio_features(recording.signals, recording.sfreq)
+    assert memoised.flags == fresh.flags
+    assert sum(math.isfinite(v) for v in memoised.features.values()) >= 10
+    assert list(memoised.features) == list(fresh.features)
+    for name, value in memoised.features.items():
+        assert value == fresh.features[name] or (
+            math.isnan(value) and math.isnan(fresh.features[name])
+        ), name
+
+
 def test_r42_recording_negative_conductance_never_becomes_a_feature():
     recording = read_biopac(BIOREAD_DATA / "r42_test.acq")  # EDA channel reads -1.06..-0.93 uS
     assert recording.unknown_channels == ["CH4 Input"] and "CH4 Input" in recording.signals
