@@ -267,14 +267,14 @@ def test_one_blas_thread_limits_blas_and_restores_it_after_nested_and_threaded_b
             barrier.wait()
             for _ in range(5):
                 with one_blas_thread():
-                    done.append(parallel._blas_blocks >= 1)
+                    done.append(parallel._ONE_BLAS_THREAD.blocks >= 1)
 
         threads = [threading.Thread(target=task) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert done == [True] * 15 and parallel._blas_blocks == 0
+        assert done == [True] * 15 and parallel._ONE_BLAS_THREAD.blocks == 0
         assert _blas_threads() == before
 
 

@@ -39,7 +39,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 Task = tuple  # (function, *arguments)
@@ -203,13 +203,47 @@ def opencv_threads(count: int | None = None) -> Iterator[None]:
         cv2.setNumThreads(before)
 
 
-_BLAS_LOCK = threading.Lock()
-_blas_blocks = 0
-_blas_limits: Any = None
+class ProcessWide:
+    """A process-wide change held while any of overlapping blocks is open.
+
+    ``apply()`` makes the change and returns its undo. With ``held()`` blocks that
+    overlap (nested, or in several threads) the first one to enter applies it and the
+    last one to leave undoes it, so no block sees it undone by another. ``blocks``: how
+    many are open.
+    """
+
+    def __init__(self, apply: Callable[[], Callable[[], None]]) -> None:
+        self._apply = apply
+        self._lock = threading.Lock()
+        self._undo: Callable[[], None] | None = None
+        self.blocks = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            if self.blocks == 0:
+                self._undo = self._apply()
+            self.blocks += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.blocks -= 1
+                if self.blocks == 0 and self._undo is not None:
+                    undo, self._undo = self._undo, None
+                    undo()
 
 
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
+def _limit_blas() -> Callable[[], None]:
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas").restore_original_limits
+
+
+_ONE_BLAS_THREAD = ProcessWide(_limit_blas)
+
+
+def one_blas_thread() -> AbstractContextManager[None]:
     """BLAS (OpenBLAS, MKL: whatever numpy and scipy load) on one thread for the block,
     then as before (threadpoolctl).
 
@@ -221,24 +255,10 @@ def one_blas_thread() -> Iterator[None]:
     two BLAS threads and 0.78-0.83 with one, in the same wall time (0.78-0.83 s). The
     feature files are identical but for the trials' skin-temperature slopes (2e-15
     relative: the fit's sums are split differently across threads). The count is
-    process-wide: the first of overlapping blocks (threads) sets it and the last one
-    restores it.
+    process-wide (`ProcessWide`): the first of overlapping blocks sets it and the last
+    one restores it.
     """
-    global _blas_blocks, _blas_limits
-    from threadpoolctl import threadpool_limits
-
-    with _BLAS_LOCK:
-        if _blas_blocks == 0:
-            _blas_limits = threadpool_limits(limits=1, user_api="blas")
-        _blas_blocks += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_blocks -= 1
-            if _blas_blocks == 0:
-                _blas_limits.restore_original_limits()
-                _blas_limits = None
+    return _ONE_BLAS_THREAD.held()
 
 
 def choose_scheduler(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import math
-import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mmhe.errors import ConfigError
+from mmhe.parallel import ProcessWide
 
 T = TypeVar("T")
 
@@ -128,9 +129,8 @@ def quietly(function: Callable[..., object], *args: object, **kwargs: object) ->
 
 # ----------------------------------------------------------------- filter designs
 
-_BUTTER_LOCK = threading.Lock()
-_butter_users = 0
 _butter_original: Callable[..., Any] | None = None  # scipy's, kept once seen
+_butter_signature: inspect.Signature | None = None
 _BUTTER_DESIGNS: dict[tuple, Any] = {}
 _BUTTER_DESIGNS_MAX = 256
 
@@ -154,20 +154,13 @@ def _butter_key(arguments: dict[str, Any]) -> tuple | None:
     return tuple(key)
 
 
-@functools.cache
-def _butter_signature() -> Any:
-    import inspect
-
-    return inspect.signature(_butter_original)
-
-
 def _memoised_butter(*args: Any, **kwargs: Any) -> Any:
     """``scipy.signal.butter`` with the same signature and results, each design computed
     once per process: every call gets its own writable copy of the coefficients."""
-    original = _butter_original
-    assert original is not None  # set before this function is ever installed
+    original, signature = _butter_original, _butter_signature
+    assert original is not None and signature is not None  # set when it is installed
     try:
-        bound = _butter_signature().bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError:
         return original(*args, **kwargs)  # scipy raises its own error
     bound.apply_defaults()
@@ -184,8 +177,28 @@ def _memoised_butter(*args: Any, **kwargs: Any) -> Any:
     return design.copy()
 
 
-@contextmanager
-def memoised_butter() -> Iterator[None]:
+def _install_memoised_butter() -> Callable[[], None]:
+    """Put `_memoised_butter` in place of ``scipy.signal.butter``; returns the undo."""
+    global _butter_original, _butter_signature
+    import scipy.signal
+
+    current = scipy.signal.butter
+    if current is not _butter_original:  # first use, or another butter than the one memoised
+        _BUTTER_DESIGNS.clear()
+        _butter_original, _butter_signature = current, inspect.signature(current)
+    scipy.signal.butter = _memoised_butter
+
+    def undo() -> None:
+        if scipy.signal.butter is _memoised_butter:
+            scipy.signal.butter = _butter_original
+
+    return undo
+
+
+_MEMOISED_BUTTER = ProcessWide(_install_memoised_butter)
+
+
+def memoised_butter() -> AbstractContextManager[None]:
     """Within this block ``scipy.signal.butter`` is `_memoised_butter`: same arguments ->
     a copy of the same coefficients, designed once per process.
 
@@ -193,27 +206,11 @@ def memoised_butter() -> Iterator[None]:
     0.25 ms for ``output="ba"``, 0.8 ms for ``"sos"``, most of it in ``zpk2sos``), about
     220 designs of a handful of kinds per participant (0.12-0.2 CPU-s). The memo
     returns what ``butter`` returns, so NeuroKit2's outputs do not change (tested). The
-    replacement is counted across threads and undone when the last block ends; arguments
-    it cannot key (unhashable) go to scipy unchanged.
+    replacement is held across threads and undone when the last block ends
+    (`mmhe.parallel.ProcessWide`); arguments it cannot key (unhashable) go to scipy
+    unchanged.
     """
-    global _butter_users, _butter_original
-    import scipy.signal
-
-    with _BUTTER_LOCK:
-        if _butter_users == 0 and scipy.signal.butter is not _memoised_butter:
-            if scipy.signal.butter is not _butter_original:
-                _BUTTER_DESIGNS.clear()  # another butter than the one memoised
-                _butter_signature.cache_clear()
-            _butter_original = scipy.signal.butter
-            scipy.signal.butter = _memoised_butter
-        _butter_users += 1
-    try:
-        yield
-    finally:
-        with _BUTTER_LOCK:
-            _butter_users -= 1
-            if _butter_users == 0 and scipy.signal.butter is _memoised_butter:
-                scipy.signal.butter = _butter_original
+    return _MEMOISED_BUTTER.held()
 
 
 # ----------------------------------------------------------------- shared steps
